@@ -1,0 +1,77 @@
+"""Asynchronous one-step Q-learning (Mnih et al. 2016, Algorithm 1).
+
+Each actor-learner thread repeats:
+
+    act epsilon-greedily under theta' in state s, observe r and s'
+    y <- r at a terminal s', else r + gamma * max_a' Q(s', a'; theta-minus)
+    d theta <- d theta + gradient of (y - Q(s, a; theta'))^2 w.r.t. theta'
+    every I_AsyncUpdate steps, or at a terminal state:
+        theta <- RMSProp(theta, d theta); clear d theta; theta' <- theta
+    T <- T + 1;  every I_target steps of T: theta-minus <- theta
+
+theta' does not change between updates, so the accumulated gradient is one
+gradient of the summed loss over the steps since the last update: one
+batched call is exact. The paper updates every 5 steps (I_AsyncUpdate); the
+seed's default, kept here, is 32.
+
+    python async_q_1step.py --game BreakoutNoFrameskip-v4 --num_actor_threads 4
+    python async_q_1step.py --game BreakoutNoFrameskip-v4 --testing
+"""
+
+import sys
+
+import numpy as np
+
+import async_runtime as rt
+
+
+def parse_args(argv=None):
+    parser = rt.common_parser(__doc__.split("\n")[0], default_experiment="async_q_1step")
+    parser.add_argument(
+        "--async_update_frequency",
+        type=int,
+        default=32,
+        help="I_AsyncUpdate: agent steps between gradient applications (the paper used 5)",
+    )
+    return rt.parse_args(parser, argv)
+
+
+def one_step_targets(rewards, terminals, next_max_q, gamma):
+    """y = r at a terminal next state, else r + gamma * max_a' Q(s', a'; theta-minus)."""
+    rewards = np.asarray(rewards, np.float32)
+    not_terminal = 1.0 - np.asarray(terminals, np.float32)
+    return rewards + gamma * not_terminal * np.asarray(next_max_q, np.float32)
+
+
+def actor_learner(worker, shared, args):
+    state = worker.reset()
+    while not shared.should_stop():
+        worker.sync_local()
+        states, actions, rewards, next_states, terminals = [], [], [], [], []
+        episode_over = False
+        while len(states) < args.async_update_frequency and not episode_over:
+            action = worker.act(state)
+            next_state, reward, terminated, truncated = worker.step(action)
+            states.append(state)
+            actions.append(action)
+            rewards.append(rt.clip_reward(reward))
+            next_states.append(next_state)
+            # A time-limit cut (truncated) is not the end of the game: it bootstraps.
+            terminals.append(terminated)
+            episode_over = terminated or truncated
+            state = next_state
+
+        next_max_q = worker.max_target_q(np.stack(next_states))
+        targets = one_step_targets(rewards, terminals, next_max_q, args.gamma)
+        worker.apply_gradient(states, actions, targets)
+
+        old_T, T = shared.T.add(len(states))
+        if rt.crossed(old_T, T, args.target_network_update_frequency):
+            shared.update_target()
+        if episode_over:
+            state = worker.reset()
+
+
+if __name__ == "__main__":
+    arguments = parse_args()
+    sys.exit(rt.main(arguments, actor_learner, batch_size=arguments.async_update_frequency))

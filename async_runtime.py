@@ -1,0 +1,850 @@
+"""The plumbing both asynchronous Q-learners share.
+
+``async_q_1step.py`` and ``async_q_nstep.py`` each hold their algorithm: the
+actor-learner loop and its targets. Everything around it lives here, once:
+
+* flags common to both scripts, validated up front (``common_parser``);
+* the schedules of the paper: epsilon, learning rate, target-sync boundary;
+* the shared state: global and target networks, shared RMSProp, the global
+  step counter T (``SharedState``), and one ``ActorLearner`` per thread with
+  its own environment, local parameters theta' and final epsilon;
+* the compiled TensorFlow work, one ``tf.function`` per kind of call;
+* the driver: threads, TensorBoard, checkpoints, resume, signals, failures;
+* evaluation for ``--testing``.
+
+Threads, not processes: TensorFlow ops and ale-py's vector env release the
+GIL, so threads overlap where the time is spent, and share the global
+network without copies, as the paper's actor-learners do.
+"""
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import queue
+import signal
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+import numpy as np
+
+# TensorFlow reads these when it is imported: hide its C++ start-up chatter.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tensorflow as tf  # noqa: E402
+
+import atari_wrapper  # noqa: E402
+from build_model import HIDDEN_UNITS, build_network  # noqa: E402
+
+RECENT_EPISODES = 50  # episodes in the console's and summaries' recent mean score
+CHECKPOINTS_KEPT = 5
+
+
+class UsageError(Exception):
+    """Bad input from the user: reported as one line, exit status 2."""
+
+
+# ---------------------------------------------------------------------------
+# Flags
+# ---------------------------------------------------------------------------
+
+
+def common_parser(description, default_experiment):
+    """The flags both learners take, with the seed's names and defaults."""
+    parser = argparse.ArgumentParser(
+        description=description,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add = parser.add_argument
+    add("--experiment", default=default_experiment, help="name of the run: its summary and checkpoint folder")
+    add("--game", default="SpaceInvaders-v0", help="gymnasium id of the game, e.g. BreakoutNoFrameskip-v4")
+    add("--num_actor_threads", type=int, default=16, help="actor-learner threads, each with its own emulator")
+    add("--T_max", type=int, default=20_000_000, help="agent steps over all threads before training stops")
+    add("--learning_rate", type=float, default=1e-4, help="initial RMSProp learning rate")
+    add(
+        "--anneal_learning_rate",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="anneal the learning rate linearly to 0 at T_max",
+    )
+    add("--decay_rate_RMSProp", type=float, default=0.99, help="RMSProp decay of the shared squared-gradient mean")
+    add("--epsilon_RMSProp", type=float, default=0.1, help="RMSProp epsilon, added under the square root")
+    add("--clip_norm", type=float, default=10.0, help="clip each gradient to this global norm")
+    add("--gamma", type=float, default=0.99, help="discount factor")
+    add(
+        "--target_network_update_frequency",
+        type=int,
+        default=40_000,
+        help="copy the global network to the target network every this many steps of T",
+    )
+    add(
+        "--final_epsilon_choices",
+        type=float,
+        nargs="+",
+        default=[0.1, 0.01, 0.5],
+        help="final exploration rates; each thread draws one",
+    )
+    add(
+        "--final_epsilon_choice_probabilities",
+        type=float,
+        nargs="+",
+        default=[0.4, 0.3, 0.3],
+        help="probability of drawing each final exploration rate",
+    )
+    add(
+        "--anneal_epsilon_timesteps",
+        type=int,
+        default=4_000_000,
+        help="steps of T over which epsilon falls linearly from 1 to the thread's final value",
+    )
+    add("--agent_history_length", type=int, default=4, help="frames stacked into one state")
+    add(
+        "--env_backend",
+        choices=("auto", "gymnasium", "ale_vector"),
+        default="auto",
+        help="emulator path for training: ale_vector steps outside the GIL (fixed frame-skip ids only); "
+        "gymnasium uses AtariWrapper; auto picks ale_vector where it can",
+    )
+    add("--summary_dir", default="/tmp/summaries", help="TensorBoard logs go to <summary_dir>/<experiment>")
+    add("--checkpoint_dir", default="/tmp/checkpoints", help="checkpoints go to <checkpoint_dir>/<experiment>")
+    add("--summary_interval", type=float, default=10.0, help="seconds between console lines and rate summaries")
+    add("--checkpoint_interval", type=float, default=600.0, help="seconds between checkpoints")
+    add(
+        "--render_environment",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="show the game window (first thread while training; every episode when testing)",
+    )
+    add(
+        "--testing",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="evaluate a checkpoint instead of training",
+    )
+    add("--checkpoint_file", default=None, help="checkpoint to evaluate; default: the experiment's latest")
+    add("--num_eval_episodes", type=int, default=30, help="episodes played by --testing")
+    add("--eval_epsilon", type=float, default=0.05, help="exploration rate while testing")
+    add("--eval_noop_max", type=int, default=30, help="up to this many no-op actions start each test episode")
+    add(
+        "--eval_max_episode_frames",
+        type=int,
+        default=18_000,
+        help="emulator frames before a test episode is cut (18,000 = 5 minutes of play)",
+    )
+    add("--seed", type=int, default=0, help="seed for weights, exploration and emulators")
+    return parser
+
+
+def parse_args(parser, argv=None):
+    """Parse and validate; bad input exits with one line and status 2."""
+    args = parser.parse_args(argv)
+    try:
+        validate_args(args)
+    except UsageError as error:
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
+    return args
+
+
+def validate_args(args):
+    positive = [
+        "num_actor_threads",
+        "T_max",
+        "target_network_update_frequency",
+        "anneal_epsilon_timesteps",
+        "agent_history_length",
+        "num_eval_episodes",
+        "eval_max_episode_frames",
+        "summary_interval",
+        "checkpoint_interval",
+        "clip_norm",
+        "epsilon_RMSProp",
+    ]
+    positive += [name for name in ("num_steps_Q", "async_update_frequency") if hasattr(args, name)]
+    for name in positive:
+        if not getattr(args, name) > 0:
+            raise UsageError(f"--{name} must be positive, got {getattr(args, name)}")
+    if not 0 < args.learning_rate <= 1:
+        raise UsageError(f"--learning_rate must be in (0, 1], got {args.learning_rate}")
+    if not 0 <= args.decay_rate_RMSProp < 1:
+        raise UsageError(f"--decay_rate_RMSProp must be in [0, 1), got {args.decay_rate_RMSProp}")
+    if not 0 < args.gamma <= 1:
+        raise UsageError(f"--gamma must be in (0, 1], got {args.gamma}")
+    if args.eval_noop_max < 0:
+        raise UsageError(f"--eval_noop_max must be 0 or more, got {args.eval_noop_max}")
+    for value in (args.eval_epsilon, *args.final_epsilon_choices):
+        if not 0 <= value <= 1:
+            raise UsageError(f"exploration rates must be in [0, 1], got {value}")
+    choices, probabilities = args.final_epsilon_choices, args.final_epsilon_choice_probabilities
+    if len(choices) != len(probabilities):
+        raise UsageError(
+            f"--final_epsilon_choices has {len(choices)} values but "
+            f"--final_epsilon_choice_probabilities has {len(probabilities)}"
+        )
+    if min(probabilities) < 0 or not math.isclose(sum(probabilities), 1.0, abs_tol=1e-6):
+        raise UsageError(
+            f"--final_epsilon_choice_probabilities must be non-negative and sum to 1, got {probabilities}"
+        )
+    try:
+        atari_wrapper.check_game(args.game)
+    except atari_wrapper.UnknownGameError as error:
+        raise UsageError(f"--game: {error}") from None
+    if args.env_backend == "ale_vector" and atari_wrapper.vector_env_settings(args.game) is None:
+        raise UsageError(f"--env_backend ale_vector cannot run {args.game} (random frame skip); use gymnasium")
+
+
+# ---------------------------------------------------------------------------
+# Schedules (units: agent steps of T, summed over all threads)
+# ---------------------------------------------------------------------------
+
+
+def epsilon_at(T, final_epsilon, anneal_steps):
+    """Falls linearly from 1 at T = 0 to final_epsilon at T = anneal_steps, then stays."""
+    progress = min(T / anneal_steps, 1.0)
+    return 1.0 + progress * (final_epsilon - 1.0)
+
+
+def learning_rate_at(T, args):
+    if not args.anneal_learning_rate:
+        return args.learning_rate
+    return args.learning_rate * max(0.0, 1.0 - T / args.T_max)
+
+
+def draw_final_epsilon(rng, choices, probabilities):
+    return float(rng.choice(choices, p=probabilities))
+
+
+def crossed(old_T, new_T, interval):
+    """True when T went past a multiple of interval between old_T and new_T."""
+    return old_T // interval != new_T // interval
+
+
+# ---------------------------------------------------------------------------
+# Shared state: global network theta, target theta-minus, RMSProp, T
+# ---------------------------------------------------------------------------
+
+
+class SharedRMSProp(tf.Module):
+    """RMSProp with one set of statistics for all threads (the paper's shared RMSProp).
+
+        g     <- decay * g + (1 - decay) * grad ** 2
+        theta <- theta - learning_rate * grad / sqrt(g + epsilon)
+
+    Threads apply updates without locks, as the paper's actor-learners do.
+    """
+
+    def __init__(self, variables, decay, epsilon):
+        super().__init__(name="shared_rmsprop")
+        self.decay = decay
+        self.epsilon = epsilon
+        self.mean_squares = [tf.Variable(tf.zeros(v.shape), trainable=False) for v in variables]
+
+    def apply(self, gradients, variables, learning_rate):
+        for gradient, variable, mean_square in zip(gradients, variables, self.mean_squares):
+            mean_square.assign(self.decay * mean_square + (1.0 - self.decay) * tf.square(gradient))
+            variable.assign_sub(learning_rate * gradient / tf.sqrt(mean_square + self.epsilon))
+
+
+class StepCounter:
+    """The global step counter T, counted under a lock so no thread's steps are lost."""
+
+    def __init__(self, start=0):
+        self._value = start
+        self._lock = threading.Lock()
+
+    @property
+    def value(self):
+        return self._value
+
+    def add(self, steps):
+        """Add steps; return (T before, T after) so callers can spot crossed boundaries."""
+        with self._lock:
+            old = self._value
+            self._value += steps
+            return old, self._value
+
+
+class SharedState:
+    """What all actor-learners share: theta, theta-minus, RMSProp statistics, T."""
+
+    def __init__(self, args, num_actions):
+        self.args = args
+        self.num_actions = num_actions
+        self.global_network = build_network(num_actions, args.agent_history_length)
+        self.target_network = build_network(num_actions, args.agent_history_length)
+        self.global_variables = tf_variables(self.global_network)
+        self.target_variables = tf_variables(self.target_network)
+        self.optimizer = SharedRMSProp(self.global_variables, args.decay_rate_RMSProp, args.epsilon_RMSProp)
+        self.ops = CompiledOps(self)
+        self.T = StepCounter()
+        self.T_variable = tf.Variable(0, dtype=tf.int64, trainable=False)  # T as checkpoints store it
+        self.stop_event = threading.Event()
+        self.episodes = queue.SimpleQueue()  # EpisodeRecord, from the threads to the driver
+        self.update_target()
+
+    def update_target(self):
+        """theta-minus <- theta."""
+        self.ops.copy(self.global_variables, self.target_variables)
+
+    def should_stop(self):
+        return self.stop_event.is_set() or self.T.value >= self.args.T_max
+
+    def learning_rate(self):
+        return learning_rate_at(self.T.value, self.args)
+
+
+def tf_variables(network):
+    """The tf.Variables under a Keras 3 model's weights: tf.function takes them by reference."""
+    return [weight.value for weight in network.trainable_variables]
+
+
+class CompiledOps:
+    """Every tensor computation of the hot loop, compiled once and shared by all threads.
+
+    Parameters are passed in, not closed over: the global network's
+    ``stateless_call`` runs it on any thread's theta', so each function is
+    traced once for all threads. Batches have fixed sizes (shorter segments
+    are padded and masked), so XLA compiles each function once per size.
+    """
+
+    def __init__(self, shared):
+        network = shared.global_network
+        target_network = shared.target_network
+        optimizer = shared.optimizer
+        global_variables = shared.global_variables
+        clip_norm = shared.args.clip_norm
+
+        def q_values(params, states):
+            return network.stateless_call(params, [], states)[0]
+
+        @tf.function(jit_compile=True)
+        def greedy(params, state):
+            """Greedy action and its Q-value for one state."""
+            q = q_values(params, state[None])[0]
+            return tf.argmax(q, output_type=tf.int32), tf.reduce_max(q)
+
+        @tf.function(jit_compile=True)
+        def max_target_q(states):
+            """max_a Q(s, a; theta-minus) for each state."""
+            return tf.reduce_max(target_network(states), axis=1)
+
+        @tf.function(jit_compile=True)
+        def train(params, states, actions, targets, mask, learning_rate):
+            """One gradient of the summed squared TD error on theta', applied to theta.
+
+            Returns the summed squared TD error over the unmasked states.
+            """
+            with tf.GradientTape() as tape:
+                q = q_values(params, states)
+                q_taken = tf.gather(q, actions, batch_dims=1)
+                loss = tf.reduce_sum(mask * tf.square(targets - q_taken))
+            gradients = tape.gradient(loss, params)
+            gradients, _ = tf.clip_by_global_norm(gradients, clip_norm)
+            optimizer.apply(gradients, global_variables, learning_rate)
+            return loss
+
+        @tf.function
+        def copy(sources, destinations):
+            for source, destination in zip(sources, destinations):
+                destination.assign(source)
+
+        @tf.function
+        def all_finite(variables):
+            return tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in variables])
+
+        self.greedy = greedy
+        self.max_target_q = max_target_q
+        self.train = train
+        self.copy = copy
+        self.all_finite = all_finite
+
+
+@dataclasses.dataclass
+class EpisodeRecord:
+    thread: int
+    T: int
+    score: float  # unclipped game score
+    length: int  # agent steps
+    mean_max_q: float
+    epsilon: float
+
+
+class ActorLearner:
+    """One actor-learner thread's own things: emulator, theta', final epsilon, buffers.
+
+    The algorithm scripts drive it; it keeps the bookkeeping out of their way.
+    """
+
+    def __init__(self, index, shared, batch_size, render=False):
+        args = shared.args
+        self.index = index
+        self.shared = shared
+        self.ops = shared.ops
+        self.rng = np.random.default_rng([args.seed, index])
+        self.final_epsilon = draw_final_epsilon(
+            self.rng, args.final_epsilon_choices, args.final_epsilon_choice_probabilities
+        )
+        self.env = make_training_env(args, render=render)
+        self.frames_per_step = atari_wrapper.frames_per_step(self.env)
+        self.local_variables = [tf.Variable(v) for v in shared.global_variables]
+        # Fixed-size batch buffers: one compiled shape whatever the segment length.
+        history = args.agent_history_length
+        self.batch_size = batch_size
+        self.states = np.zeros((batch_size, 84, 84, history), np.uint8)
+        self.next_states = np.zeros_like(self.states)
+        self.actions = np.zeros(batch_size, np.int32)
+        self.targets = np.zeros(batch_size, np.float32)
+        self.mask = np.zeros(batch_size, np.float32)
+        self.loss_sum = 0.0  # written by this thread only; the driver reads differences
+        self.loss_count = 0
+        self._episode_seed = args.seed * 1000 + index
+        self._score = 0.0
+        self._length = 0
+        self._max_q_sum = 0.0
+
+    # -- acting ---------------------------------------------------------------
+
+    def epsilon(self):
+        return epsilon_at(self.shared.T.value, self.final_epsilon, self.shared.args.anneal_epsilon_timesteps)
+
+    def act(self, state):
+        """Epsilon-greedy action under theta'."""
+        greedy_action, max_q = self.ops.greedy(self.local_variables, state)
+        self._max_q_sum += float(max_q)
+        if self.rng.random() < self.epsilon():
+            return int(self.rng.integers(self.shared.num_actions))
+        return int(greedy_action)
+
+    def reset(self):
+        seed, self._episode_seed = self._episode_seed, None  # seed the first episode only
+        state, _ = self.env.reset(seed=seed)
+        return state
+
+    def step(self, action):
+        """Step the emulator; keep the episode's score, and report it when it ends."""
+        state, reward, terminated, truncated, _ = self.env.step(action)
+        self._score += reward
+        self._length += 1
+        if terminated or truncated:
+            self.shared.episodes.put(
+                EpisodeRecord(
+                    self.index,
+                    self.shared.T.value,
+                    self._score,
+                    self._length,
+                    self._max_q_sum / self._length,
+                    self.epsilon(),
+                )
+            )
+            self._score, self._length, self._max_q_sum = 0.0, 0, 0.0
+        return state, reward, terminated, truncated
+
+    # -- learning -------------------------------------------------------------
+
+    def sync_local(self):
+        """theta' <- theta."""
+        self.ops.copy(self.shared.global_variables, self.local_variables)
+
+    def max_target_q(self, states):
+        """max_a Q(s, a; theta-minus) per state; batches are padded to one compiled size."""
+        count = len(states)
+        if count == 1:
+            return self.ops.max_target_q(np.asarray(states)).numpy()
+        self.next_states[:count] = states
+        return self.ops.max_target_q(self.next_states).numpy()[:count]
+
+    def apply_gradient(self, states, actions, targets):
+        """Gradient of the summed squared TD error on theta', clipped, applied to theta."""
+        count = len(actions)
+        self.states[:count] = states
+        self.actions[:count] = actions
+        self.targets[:count] = targets
+        self.mask[:count] = 1.0
+        self.mask[count:] = 0.0
+        learning_rate = np.float32(self.shared.learning_rate())
+        loss = self.ops.train(self.local_variables, self.states, self.actions, self.targets, self.mask, learning_rate)
+        self.loss_sum += float(loss)
+        self.loss_count += count
+
+
+def make_training_env(args, render=False):
+    use_vector = args.env_backend == "ale_vector" or (
+        args.env_backend == "auto" and not render and atari_wrapper.vector_env_settings(args.game) is not None
+    )
+    if use_vector:
+        return atari_wrapper.VectorAtariEnv(args.game, args.agent_history_length)
+    return atari_wrapper.make_env(
+        args.game, args.agent_history_length, render_mode="human" if render else None
+    )
+
+
+def clip_reward(reward):
+    """Rewards are clipped to [-1, 1] for learning; scores stay unclipped."""
+    return max(-1.0, min(1.0, reward))
+
+
+# ---------------------------------------------------------------------------
+# Driver
+# ---------------------------------------------------------------------------
+
+
+def main(args, actor_learner, batch_size):
+    """Run ``--testing`` or training; return the process exit status."""
+    configure_tensorflow(args.seed)
+    try:
+        if args.testing:
+            return evaluate(args)
+        return train(args, actor_learner, batch_size)
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def configure_tensorflow(seed):
+    # Each actor-learner thread is already one stream of work: TensorFlow's own
+    # pools would only fight the threads for the cores.
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    tf.keras.utils.set_random_seed(seed)
+
+
+def run_dirs(args):
+    summary = os.path.join(args.summary_dir, args.experiment)
+    checkpoints = os.path.join(args.checkpoint_dir, args.experiment)
+    for path in (summary, checkpoints):
+        ensure_writable(path)
+    return summary, checkpoints
+
+
+def ensure_writable(path):
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        raise UsageError(f"cannot write to {path}: {error.strerror}") from None
+
+
+class Checkpoints:
+    """Global and target networks, RMSProp statistics and T, under <checkpoint_dir>/<experiment>.
+
+    TensorFlow writes a checkpoint's files first and only then points the
+    ``checkpoint`` index at them, atomically: a run killed mid-write leaves the
+    previous checkpoint as the latest.
+    """
+
+    def __init__(self, shared, directory):
+        self.shared = shared
+        self.checkpoint = tf.train.Checkpoint(
+            global_network=shared.global_network,
+            target_network=shared.target_network,
+            optimizer=shared.optimizer,
+            T=shared.T_variable,
+        )
+        self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=CHECKPOINTS_KEPT)
+
+    def restore_latest(self):
+        """Restore the newest checkpoint that loads; return its path, or None if there is none."""
+        for path in reversed(self.manager.checkpoints):
+            try:
+                restore(self.checkpoint, path, self.shared.num_actions)
+            except UsageError as error:
+                print(f"warning: skipping {path}: {error}", file=sys.stderr)
+                continue
+            self.shared.T = StepCounter(int(self.shared.T_variable.numpy()))
+            return path
+        if self.manager.checkpoints:
+            raise UsageError(f"no checkpoint in {self.manager.directory} loads")
+        return None
+
+    def save(self):
+        """Save if every weight is finite; return the path, or None if not saved."""
+        if not self.shared.ops.all_finite(self.shared.global_variables):
+            return None
+        self.shared.T_variable.assign(self.shared.T.value)
+        return self.manager.save(checkpoint_number=self.shared.T.value)
+
+
+def restore(checkpoint, path, num_actions):
+    """Restore ``path`` into ``checkpoint``, refusing files that are missing, corrupt or for another game."""
+    try:
+        saved_shapes = dict(tf.train.list_variables(path))
+    except (tf.errors.OpError, ValueError) as error:
+        raise UsageError(f"cannot read checkpoint {path}: {error.__class__.__name__}") from None
+    # The output layer's kernel is the only (hidden units, actions) matrix.
+    output_kernels = [
+        shape
+        for name, shape in saved_shapes.items()
+        if name.startswith("global_network/") and len(shape) == 2 and shape[0] == HIDDEN_UNITS
+    ]
+    if output_kernels and output_kernels[0][1] != num_actions:
+        raise UsageError(
+            f"checkpoint {path} was made for a game with {output_kernels[0][1]} actions; this game has {num_actions}"
+        )
+    try:
+        checkpoint.restore(path).expect_partial()
+    except (tf.errors.OpError, ValueError, AssertionError) as error:
+        raise UsageError(f"cannot load checkpoint {path}: {error.__class__.__name__}") from None
+
+
+def num_actions_of(args):
+    env = atari_wrapper.make_env(args.game, args.agent_history_length)
+    count = int(env.action_space.n)
+    env.close()
+    return count
+
+
+def train(args, actor_learner, batch_size):
+    summary_dir, checkpoint_dir = run_dirs(args)
+    shared = SharedState(args, num_actions_of(args))
+    workers = [
+        ActorLearner(i, shared, batch_size, render=args.render_environment and i == 0)
+        for i in range(args.num_actor_threads)
+    ]
+    warm_up(workers[0])
+    checkpoints = Checkpoints(shared, checkpoint_dir)
+    resumed_from = checkpoints.restore_latest()
+    if resumed_from:
+        print(f"resuming {args.experiment} from {resumed_from} at T = {shared.T.value:,}")
+    writer = tf.summary.create_file_writer(summary_dir)
+    with writer.as_default():
+        tf.summary.text("hyperparameters", hyperparameter_table(args), step=shared.T.value)
+    print(
+        f"training {args.experiment}: {args.game}, {args.num_actor_threads} actor-learner threads, "
+        f"T_max {args.T_max:,}; TensorBoard: tensorboard --logdir {summary_dir}"
+    )
+    driver = Driver(args, shared, workers, checkpoints, writer)
+    return driver.run(actor_learner)
+
+
+def warm_up(worker):
+    """Trace and compile every function once, before threads start and clocks run.
+
+    Runs before a checkpoint is restored: the zero mask and learning rate
+    leave theta and the still-zero RMSProp statistics as they are.
+    """
+    ops = worker.ops
+    ops.greedy(worker.local_variables, worker.states[0])
+    ops.max_target_q(worker.states)
+    ops.max_target_q(worker.states[:1])
+    ops.all_finite(worker.shared.global_variables)
+    ops.train(worker.local_variables, worker.states, worker.actions, worker.targets,
+              np.zeros_like(worker.mask), np.float32(0.0))
+
+
+def hyperparameter_table(args):
+    rows = "\n".join(f"|{key}|{value}|" for key, value in sorted(vars(args).items()))
+    return f"|flag|value|\n|-|-|\n{rows}"
+
+
+class Driver:
+    """Starts the threads, then logs, checkpoints and watches them until they stop."""
+
+    def __init__(self, args, shared, workers, checkpoints, writer):
+        self.args = args
+        self.shared = shared
+        self.workers = workers
+        self.checkpoints = checkpoints
+        self.writer = writer
+        self.failure = None  # (thread index, formatted traceback) of the first failing thread
+        self.signal_received = None
+        self.recent_scores = []
+
+    def run(self, actor_learner):
+        self._install_signal_handlers()
+        threads = [
+            threading.Thread(target=self._guard, args=(actor_learner, worker), name=f"actor-learner-{worker.index}")
+            for worker in self.workers
+        ]
+        start_T = self.shared.T.value
+        for thread in threads:
+            thread.start()
+        last_summary = last_checkpoint = time.monotonic()
+        last_T, last_losses = start_T, self._losses()
+        started = time.monotonic()
+        while any(thread.is_alive() for thread in threads):
+            self.shared.stop_event.wait(0.5)
+            self._write_episodes()
+            now = time.monotonic()
+            if now - last_summary >= self.args.summary_interval:
+                last_T, last_losses = self._write_rates(now - last_summary, last_T, last_losses, started, start_T)
+                last_summary = now
+            if now - last_checkpoint >= self.args.checkpoint_interval:
+                self._save()
+                last_checkpoint = now
+            if self.shared.stop_event.is_set():
+                for thread in threads:
+                    thread.join()
+        self._write_episodes()
+        return self._finish()
+
+    def _guard(self, actor_learner, worker):
+        """Run one thread's loop; any failure stops the whole run."""
+        try:
+            actor_learner(worker, self.shared, self.args)
+        except BaseException:  # noqa: BLE001  even KeyboardInterrupt-like errors must stop the run
+            if self.failure is None:
+                self.failure = (worker.index, traceback.format_exc())
+            self.shared.stop_event.set()
+
+    def _install_signal_handlers(self):
+        def stop(signum, _frame):
+            if self.signal_received is not None:
+                os._exit(128 + signum)  # a second signal: leave at once
+            self.signal_received = signum
+            print(f"\n{signal.Signals(signum).name}: stopping threads and saving a checkpoint "
+                  "(press Ctrl-C again to quit at once)", flush=True)
+            self.shared.stop_event.set()
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+
+    def _write_episodes(self):
+        with self.writer.as_default():
+            while True:
+                try:
+                    episode = self.shared.episodes.get_nowait()
+                except queue.Empty:
+                    break
+                tf.summary.scalar("episode/score", episode.score, step=episode.T)
+                tf.summary.scalar("episode/length", episode.length, step=episode.T)
+                tf.summary.scalar("episode/mean_max_q", episode.mean_max_q, step=episode.T)
+                tf.summary.scalar("episode/epsilon", episode.epsilon, step=episode.T)
+                self.recent_scores = [*self.recent_scores[-(RECENT_EPISODES - 1):], episode.score]
+
+    def _losses(self):
+        return (sum(w.loss_sum for w in self.workers), sum(w.loss_count for w in self.workers))
+
+    def _write_rates(self, seconds, last_T, last_losses, started, start_T):
+        T = self.shared.T.value
+        frames_per_second = (T - last_T) * self.workers[0].frames_per_step / seconds
+        loss_sum, loss_count = self._losses()
+        new_states = loss_count - last_losses[1]
+        td_loss = (loss_sum - last_losses[0]) / new_states if new_states else float("nan")
+        if not math.isfinite(td_loss) and new_states:
+            self.failure = (None, f"the TD loss became {td_loss}: training diverged; "
+                                  "the last checkpoint is kept (try a smaller --learning_rate)")
+            self.shared.stop_event.set()
+        with self.writer.as_default():
+            tf.summary.scalar("charts/frames_per_second", frames_per_second, step=T)
+            tf.summary.scalar("charts/learning_rate", self.shared.learning_rate(), step=T)
+            if new_states:
+                tf.summary.scalar("losses/td_loss", td_loss, step=T)
+            if self.recent_scores:
+                tf.summary.scalar("charts/recent_mean_score", np.mean(self.recent_scores), step=T)
+        self.writer.flush()
+        elapsed = time.monotonic() - started
+        steps_per_second = (T - start_T) / elapsed if elapsed > 0 else 0
+        remaining = (self.args.T_max - T) / steps_per_second if steps_per_second > 0 else float("inf")
+        score = f"{np.mean(self.recent_scores):.2f} over {len(self.recent_scores)} episodes" if self.recent_scores else "no episode yet"
+        print(
+            f"T {T:,}/{self.args.T_max:,} | {frames_per_second:,.0f} frames/s | score {score} | "
+            f"elapsed {format_duration(elapsed)} | left {format_duration(remaining)}",
+            flush=True,
+        )
+        return T, (loss_sum, loss_count)
+
+    def _save(self):
+        path = self.checkpoints.save()
+        if path is None:
+            self.failure = self.failure or (None, "a weight became NaN or infinite: training diverged; "
+                                                  "the last checkpoint is kept (try a smaller --learning_rate)")
+            self.shared.stop_event.set()
+        return path
+
+    def _finish(self):
+        path = self._save() if self.failure is None or self.failure[0] is not None else None
+        self.writer.flush()
+        self.writer.close()
+        if path:
+            print(f"saved checkpoint {path} at T = {self.shared.T.value:,}")
+        if self.failure is not None:
+            thread, message = self.failure
+            where = f"actor-learner thread {thread} failed" if thread is not None else "training stopped"
+            print(f"error: {where}:\n{message}", file=sys.stderr)
+            return 1
+        if self.signal_received == signal.SIGTERM:
+            return 128 + signal.SIGTERM
+        return 0
+
+
+def format_duration(seconds):
+    if not math.isfinite(seconds):
+        return "?"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+# ---------------------------------------------------------------------------
+# Evaluation (--testing)
+# ---------------------------------------------------------------------------
+
+
+def evaluate(args):
+    """Play --num_eval_episodes with --eval_epsilon; print and log each score and the summary."""
+    num_actions = num_actions_of(args)
+    network = build_network(num_actions, args.agent_history_length)
+    path = args.checkpoint_file or tf.train.latest_checkpoint(os.path.join(args.checkpoint_dir, args.experiment))
+    if path is None:
+        raise UsageError(
+            f"--testing needs a checkpoint: none in {os.path.join(args.checkpoint_dir, args.experiment)}; "
+            "train first or pass --checkpoint_file"
+        )
+    restore(tf.train.Checkpoint(global_network=network), path, num_actions)
+
+    @tf.function(jit_compile=True)
+    def greedy(state):
+        return tf.argmax(network(state[None])[0], output_type=tf.int32)
+
+    env = atari_wrapper.make_env(
+        args.game,
+        args.agent_history_length,
+        noop_max=args.eval_noop_max,
+        max_episode_frames=args.eval_max_episode_frames,
+        render_mode="human" if args.render_environment else None,
+    )
+    rng = np.random.default_rng(args.seed)
+    scores = []
+    print(f"testing {path} on {args.game}: {args.num_eval_episodes} episodes, epsilon {args.eval_epsilon}")
+    for episode in range(args.num_eval_episodes):
+        state, _ = env.reset(seed=args.seed + episode)
+        score, done = 0.0, False
+        while not done:
+            if rng.random() < args.eval_epsilon:
+                action = int(rng.integers(num_actions))
+            else:
+                action = int(greedy(state))
+            state, reward, terminated, truncated, _ = env.step(action)
+            score += reward
+            done = terminated or truncated
+        scores.append(score)
+        print(f"episode {episode + 1}/{args.num_eval_episodes}: score {score:g}", flush=True)
+    env.close()
+    summary = {
+        "checkpoint": path,
+        "game": args.game,
+        "episodes": len(scores),
+        "eval_epsilon": args.eval_epsilon,
+        "scores": scores,
+        "mean": float(np.mean(scores)),
+        "median": float(np.median(scores)),
+        "std": float(np.std(scores)),
+    }
+    print(f"mean score {summary['mean']:.2f} ± {summary['std']:.2f} (median {summary['median']:g})")
+    with open(f"{path}.eval.json", "w") as file:
+        json.dump(summary, file, indent=2)
+    summary_dir = os.path.join(args.summary_dir, args.experiment, "eval")
+    ensure_writable(summary_dir)
+    writer = tf.summary.create_file_writer(summary_dir)
+    T = int(tf.train.load_variable(path, "T/.ATTRIBUTES/VARIABLE_VALUE"))
+    with writer.as_default():
+        for index, score in enumerate(scores):
+            tf.summary.scalar("eval/episode_score", score, step=index)
+        tf.summary.scalar("eval/mean_score", summary["mean"], step=T)
+        tf.summary.scalar("eval/score_std", summary["std"], step=T)
+    writer.close()
+    return 0

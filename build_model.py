@@ -1,0 +1,105 @@
+"""The Q-network of Mnih et al. 2013/2016, built two ways.
+
+Both builders make the same network and take the same input:
+
+    input   uint8 state (84, 84, m), the m most recent frames, newest last
+    scale   to [0, 1] inside the model, so callers pass raw frames
+    conv    16 filters 8x8, stride 4, ReLU      -> (20, 20, 16)
+    conv    32 filters 4x4, stride 2, ReLU      -> (9, 9, 32)
+    dense   256 units, ReLU
+    output  one linear Q-value per action
+
+For 6 actions and 4 frames that is 677,686 trainable parameters. Both list
+their trainable variables in the same order (kernel, then bias, per layer)
+with the same shapes, so weights copy from one to the other one for one:
+
+    >>> a, b = build_network(6), build_network_tf_layers(6)
+    >>> for source, dest in zip(a.trainable_variables, b.trainable_variables):
+    ...     dest.assign(source)
+"""
+
+import keras
+import tensorflow as tf
+
+FRAME_SIZE = 84
+
+# (filters, kernel size, stride) of the two convolutions, then the hidden width.
+CONV_LAYERS = ((16, 8, 4), (32, 4, 2))
+HIDDEN_UNITS = 256
+
+
+def build_network(num_actions, agent_history_length=4):
+    """The Q-network as a Keras functional model of standard layers."""
+    _check_sizes(num_actions, agent_history_length)
+    state = keras.Input((FRAME_SIZE, FRAME_SIZE, agent_history_length), dtype="uint8", name="state")
+    x = keras.layers.Rescaling(1.0 / 255.0, dtype="float32")(state)
+    for filters, kernel_size, stride in CONV_LAYERS:
+        x = keras.layers.Conv2D(filters, kernel_size, strides=stride, activation="relu")(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(HIDDEN_UNITS, activation="relu")(x)
+    q_values = keras.layers.Dense(num_actions, name="q_values")(x)
+    return keras.Model(state, q_values, name="q_network")
+
+
+class QNetworkOps(keras.layers.Layer):
+    """The same network written as TensorFlow ops over variables of its own.
+
+    This is the seed's "TensorFlow-type layers integrated with Keras": the
+    forward pass is plain `tf.nn.conv2d` and `tf.matmul`, while Keras tracks
+    the variables, so the model trains, checkpoints and copies like any other.
+    """
+
+    def __init__(self, num_actions, **kwargs):
+        super().__init__(**kwargs)
+        self.num_actions = num_actions
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        self.conv_weights = []
+        for index, (filters, kernel_size, _) in enumerate(CONV_LAYERS):
+            kernel = self.add_weight(
+                shape=(kernel_size, kernel_size, channels, filters),
+                initializer="glorot_uniform",
+                name=f"conv{index + 1}_kernel",
+            )
+            bias = self.add_weight(shape=(filters,), initializer="zeros", name=f"conv{index + 1}_bias")
+            self.conv_weights.append((kernel, bias))
+            channels = filters
+        side = FRAME_SIZE
+        for _, kernel_size, stride in CONV_LAYERS:
+            side = (side - kernel_size) // stride + 1  # "valid" padding
+        flat_size = side * side * channels
+        self.hidden_kernel = self.add_weight(
+            shape=(flat_size, HIDDEN_UNITS), initializer="glorot_uniform", name="hidden_kernel"
+        )
+        self.hidden_bias = self.add_weight(shape=(HIDDEN_UNITS,), initializer="zeros", name="hidden_bias")
+        self.output_kernel = self.add_weight(
+            shape=(HIDDEN_UNITS, self.num_actions), initializer="glorot_uniform", name="output_kernel"
+        )
+        self.output_bias = self.add_weight(shape=(self.num_actions,), initializer="zeros", name="output_bias")
+
+    def call(self, state):
+        x = tf.cast(state, tf.float32) / 255.0
+        for (kernel, bias), (_, _, stride) in zip(self.conv_weights, CONV_LAYERS):
+            x = tf.nn.relu(tf.nn.conv2d(x, kernel, strides=stride, padding="VALID") + bias)
+        x = tf.reshape(x, (-1, self.hidden_kernel.shape[0]))
+        x = tf.nn.relu(tf.matmul(x, self.hidden_kernel) + self.hidden_bias)
+        return tf.matmul(x, self.output_kernel) + self.output_bias
+
+    def get_config(self):
+        return {**super().get_config(), "num_actions": self.num_actions}
+
+
+def build_network_tf_layers(num_actions, agent_history_length=4):
+    """The Q-network with its layers written as TensorFlow ops (see QNetworkOps)."""
+    _check_sizes(num_actions, agent_history_length)
+    state = keras.Input((FRAME_SIZE, FRAME_SIZE, agent_history_length), dtype="uint8", name="state")
+    q_values = QNetworkOps(num_actions, name="q_network_ops")(state)
+    return keras.Model(state, q_values, name="q_network_tf_layers")
+
+
+def _check_sizes(num_actions, agent_history_length):
+    if num_actions < 1:
+        raise ValueError(f"num_actions must be at least 1, got {num_actions}")
+    if agent_history_length < 1:
+        raise ValueError(f"agent_history_length must be at least 1, got {agent_history_length}")
