@@ -1,0 +1,195 @@
+"""The learners' algorithm, in process: returns, targets, schedules, and which network moves when.
+
+Runs the scripts' real actor-learner loops on the Catch-v0 pixel game (see
+catch.py), recording what each thread hands to the gradient step.
+"""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import async_q_1step
+import async_q_nstep
+import async_runtime as rt
+
+GAMMA = 0.9
+
+
+# -- n-step returns and 1-step targets, by hand ---------------------------------
+
+
+@pytest.mark.parametrize(
+    "rewards, bootstrap, expected",
+    [
+        # R_3 = 2 (bootstrap); R_2 = 1 + .5*2; R_1 = 0 + .5*2; R_0 = 1 + .5*1
+        ([1.0, 0.0, 1.0], 2.0, [1.5, 1.0, 2.0]),
+        # a terminal state ends the segment: nothing bootstraps
+        ([0.0, 0.0, -1.0], 0.0, [-0.25, -0.5, -1.0]),
+        ([0.0], 4.0, [2.0]),
+    ],
+)
+def test_n_step_returns_by_hand(rewards, bootstrap, expected):
+    returns = async_q_nstep.n_step_returns(rewards, bootstrap, gamma=0.5)
+    np.testing.assert_allclose(returns, expected)
+
+
+def test_one_step_targets_by_hand():
+    targets = async_q_1step.one_step_targets(
+        rewards=[1.0, 0.0, -1.0], terminals=[False, False, True], next_max_q=[2.0, 3.0, 5.0], gamma=0.5
+    )
+    np.testing.assert_allclose(targets, [2.0, 1.5, -1.0])
+
+
+# -- schedules --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "T, expected",
+    [(0, 1.0), (500, 0.55), (1000, 0.1), (5000, 0.1)],
+    ids=["start", "midway", "end", "past the end"],
+)
+def test_epsilon_schedule(T, expected):
+    assert rt.epsilon_at(T, final_epsilon=0.1, anneal_steps=1000) == pytest.approx(expected)
+
+
+def test_final_epsilon_draw_follows_its_probabilities():
+    rng = np.random.default_rng(0)
+    draws = [rt.draw_final_epsilon(rng, [0.1, 0.01, 0.5], [0.4, 0.3, 0.3]) for _ in range(20_000)]
+    values, counts = np.unique(draws, return_counts=True)
+    frequencies = dict(zip(values.tolist(), (counts / len(draws)).tolist()))
+    assert frequencies == pytest.approx({0.01: 0.3, 0.1: 0.4, 0.5: 0.3}, abs=0.015)
+
+
+@pytest.mark.parametrize(
+    "old_T, new_T, crossed",
+    [(0, 5, False), (39_998, 40_003, True), (39_999, 40_000, True), (40_000, 40_005, False), (0, 80_001, True)],
+)
+def test_target_boundary(old_T, new_T, crossed):
+    assert rt.crossed(old_T, new_T, 40_000) is crossed
+
+
+def test_learning_rate_anneals_to_zero_at_T_max():
+    args = async_q_nstep.parse_args(["--game", "Catch-v0", "--T_max", "1000", "--learning_rate", "0.01"])
+    assert [rt.learning_rate_at(T, args) for T in (0, 500, 1000, 2000)] == pytest.approx([0.01, 0.005, 0.0, 0.0])
+    args.anneal_learning_rate = False
+    assert rt.learning_rate_at(1000, args) == 0.01
+
+
+# -- which network moves when -------------------------------------------------------
+
+
+def make_learner(script, *flags, batch_size=5):
+    args = script.parse_args(["--game", "Catch-v0", "--num_actor_threads", "1", "--gamma", str(GAMMA), *flags])
+    shared = rt.SharedState(args, num_actions=3)
+    return shared, rt.ActorLearner(0, shared, batch_size)
+
+
+def snapshot(variables):
+    return [v.numpy().copy() for v in variables]
+
+
+def same(a, b):
+    return all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_a_local_gradient_moves_the_global_network_only():
+    shared, worker = make_learner(async_q_nstep, "--learning_rate", "0.01")
+    before_global = snapshot(shared.global_variables)
+    before_local = snapshot(worker.local_variables)
+    before_target = snapshot(shared.target_variables)
+
+    states = np.random.default_rng(0).integers(0, 256, (5, 84, 84, 4), dtype=np.uint8)
+    worker.apply_gradient(states, [0, 1, 2, 1, 0], np.full(5, 10.0, np.float32))
+
+    assert not same(snapshot(shared.global_variables), before_global)
+    assert same(snapshot(worker.local_variables), before_local)
+    assert same(snapshot(shared.target_variables), before_target)
+
+    worker.sync_local()
+    assert same(snapshot(worker.local_variables), snapshot(shared.global_variables))
+    assert same(snapshot(shared.target_variables), before_target)
+    shared.update_target()
+    assert same(snapshot(shared.target_variables), snapshot(shared.global_variables))
+
+
+class Recorder:
+    """Wraps a worker's gradient and target calls to keep what the algorithm passed them."""
+
+    def __init__(self, worker, segments):
+        self.worker = worker
+        self.calls = []  # (states, actions, targets, bootstrap states or None)
+        self._bootstrap_states = None
+        self._segments = segments
+        apply_gradient, max_target_q = worker.apply_gradient, worker.max_target_q
+
+        def recording_max_target_q(states):
+            self._bootstrap_states = np.array(states)
+            return max_target_q(states)
+
+        def recording_apply_gradient(states, actions, targets):
+            self.calls.append((np.array(states), list(actions), np.array(targets), self._bootstrap_states))
+            self._bootstrap_states = None
+            apply_gradient(states, actions, targets)
+            if len(self.calls) == self._segments:
+                worker.shared.stop_event.set()
+
+        worker.max_target_q = recording_max_target_q
+        worker.apply_gradient = recording_apply_gradient
+
+
+def target_q(shared, states):
+    return shared.target_network(states).numpy().max(axis=1)
+
+
+def test_n_step_segments_bootstrap_from_the_target_network_except_at_terminal_states():
+    # Catch lasts 9 steps: a 5-step segment that bootstraps, then 4 steps ending terminal.
+    shared, worker = make_learner(async_q_nstep, "--learning_rate", "0.01", "--target_network_update_frequency", "1000000")
+    recorder = Recorder(worker, segments=2)
+    async_q_nstep.actor_learner(worker, shared, shared.args)
+
+    (states1, _, targets1, bootstrap1), (states2, _, targets2, bootstrap2) = recorder.calls
+    assert len(states1) == 5 and len(states2) == 4
+    expected1 = GAMMA ** np.arange(5, 0, -1) * target_q(shared, bootstrap1)[0]
+    np.testing.assert_allclose(targets1, expected1, rtol=1e-5)
+    assert bootstrap2 is None, "a terminal state must not bootstrap"
+    final_reward = targets2[-1]
+    assert final_reward in (-1.0, 1.0)
+    np.testing.assert_allclose(targets2, final_reward * GAMMA ** np.arange(3, -1, -1), rtol=1e-6)
+    assert shared.T.value == 9
+
+
+def test_n_step_truncation_bootstraps():
+    shared, worker = make_learner(async_q_nstep, "--target_network_update_frequency", "1000000")
+    worker.env = gym.wrappers.TimeLimit(worker.env, max_episode_steps=3)
+    recorder = Recorder(worker, segments=1)
+    async_q_nstep.actor_learner(worker, shared, shared.args)
+
+    (states, _, targets, bootstrap), = recorder.calls
+    assert len(states) == 3 and bootstrap is not None
+    np.testing.assert_allclose(targets, GAMMA ** np.arange(3, 0, -1) * target_q(shared, bootstrap)[0], rtol=1e-5)
+
+
+def test_one_step_targets_use_the_target_network_and_stop_at_terminal_states():
+    shared, worker = make_learner(async_q_1step, "--async_update_frequency", "32", batch_size=32)
+    recorder = Recorder(worker, segments=1)
+    async_q_1step.actor_learner(worker, shared, shared.args)
+
+    (states, _, targets, next_states), = recorder.calls
+    assert len(states) == 9, "a terminal state applies the accumulated gradient early"
+    np.testing.assert_allclose(targets[:-1], GAMMA * target_q(shared, next_states)[:-1], rtol=1e-5)
+    assert targets[-1] in (-1.0, 1.0)
+
+
+def test_the_target_network_moves_only_at_its_interval():
+    shared, worker = make_learner(async_q_nstep, "--learning_rate", "0.01", "--target_network_update_frequency", "20")
+    recorder = Recorder(worker, segments=3)  # T = 5, 9 (episode end), 14: below 20
+    first_target = snapshot(shared.target_variables)
+    async_q_nstep.actor_learner(worker, shared, shared.args)
+    assert shared.T.value == 14
+    assert same(snapshot(shared.target_variables), first_target)
+
+    shared.stop_event.clear()
+    recorder._segments = 5  # a new episode: T = 19, then 23, crossing 20
+    async_q_nstep.actor_learner(worker, shared, shared.args)
+    assert shared.T.value == 23
+    assert not same(snapshot(shared.target_variables), first_target)

@@ -1,0 +1,60 @@
+"""Both scripts end to end, as a user runs them: real processes on a real ALE game."""
+
+import json
+import re
+
+import pytest
+import tensorflow as tf
+
+from conftest import run_script
+
+GAME = "BreakoutNoFrameskip-v4"
+SHORT_RUN = ["--game", GAME, "--num_actor_threads", "2", "--summary_interval", "1", "--experiment", "smoke"]
+EPISODE_TAGS = {"episode/score", "episode/length", "episode/mean_max_q", "episode/epsilon"}
+RATE_TAGS = {"charts/frames_per_second", "charts/learning_rate", "losses/td_loss"}
+
+
+def tags_in(directory):
+    tags = set()
+    for path in directory.rglob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            tags.update(value.tag for value in event.summary.value)
+    return tags
+
+
+def checkpoint_T(checkpoint_dir):
+    path = tf.train.latest_checkpoint(str(checkpoint_dir))
+    return int(tf.train.load_variable(path, "T/.ATTRIBUTES/VARIABLE_VALUE"))
+
+
+@pytest.mark.parametrize("script", ["async_q_nstep.py", "async_q_1step.py"])
+def test_train_resume_and_test(script, tmp_path, run_dirs):
+    first = run_script(script, *SHORT_RUN, "--T_max", "3000", *run_dirs)
+    summaries, checkpoints = tmp_path / "summaries" / "smoke", tmp_path / "checkpoints" / "smoke"
+    assert EPISODE_TAGS | RATE_TAGS | {"hyperparameters"} <= tags_in(summaries)
+    first_T = checkpoint_T(checkpoints)
+    assert first_T >= 3000
+    assert re.search(r"T [\d,]+/3,000 \| [\d,]+ frames/s", first.stdout)
+
+    second = run_script(script, *SHORT_RUN, "--T_max", "5000", *run_dirs)
+    assert f"at T = {first_T:,}" in second.stdout
+    assert checkpoint_T(checkpoints) >= 5000
+
+    tested = run_script(
+        script, *SHORT_RUN, "--testing", "--num_eval_episodes", "2", "--eval_max_episode_frames", "2000", *run_dirs
+    )
+    scores = re.findall(r"episode \d/2: score (-?[\d.]+)", tested.stdout)
+    assert len(scores) == 2
+    assert "mean score" in tested.stdout
+    report = json.loads(next(checkpoints.glob("*.eval.json")).read_text())
+    assert report["scores"] == [float(score) for score in scores]
+    assert "eval/mean_score" in tags_in(summaries / "eval")
+
+
+def test_help_documents_every_flag():
+    for script, own_flag in [("async_q_nstep.py", "--num_steps_Q"), ("async_q_1step.py", "--async_update_frequency")]:
+        help_text = run_script(script, "--help").stdout
+        for flag in ["--experiment", "--game", "--num_actor_threads", "--T_max", "--testing", "--no-testing",
+                     "--checkpoint_file", "--final_epsilon_choices", own_flag]:
+            assert flag in help_text
+        assert "(default: 16)" in help_text  # defaults are shown
