@@ -48,6 +48,10 @@ class UsageError(Exception):
     """Bad input from the user: reported as one line, exit status 2."""
 
 
+class CheckpointMismatch(UsageError):
+    """A checkpoint that loads but was made for a game with another number of actions."""
+
+
 # ---------------------------------------------------------------------------
 # Flags
 # ---------------------------------------------------------------------------
@@ -551,7 +555,9 @@ class Checkpoints:
         for path in reversed(self.manager.checkpoints):
             try:
                 restore(self.checkpoint, path, self.shared.num_actions)
-            except UsageError as error:
+            except CheckpointMismatch:
+                raise
+            except UsageError as error:  # unreadable, e.g. cut short by a crash: try the one before
                 print(f"warning: skipping {path}: {error}", file=sys.stderr)
                 continue
             self.shared.T = StepCounter(int(self.shared.T_variable.numpy()))
@@ -581,7 +587,7 @@ def restore(checkpoint, path, num_actions):
         if name.startswith("global_network/") and len(shape) == 2 and shape[0] == HIDDEN_UNITS
     ]
     if output_kernels and output_kernels[0][1] != num_actions:
-        raise UsageError(
+        raise CheckpointMismatch(
             f"checkpoint {path} was made for a game with {output_kernels[0][1]} actions; this game has {num_actions}"
         )
     try:
