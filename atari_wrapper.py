@@ -154,9 +154,10 @@ class VectorAtariEnv:
     A gymnasium ALE env holds Python's GIL while it emulates, so threads that
     step such envs take turns. AtariVectorEnv emulates, max-pools, converts to
     grayscale, resizes and stacks frames in C++ with the GIL released, so each
-    actor-learner thread's emulator runs beside the others. Its states match
-    AtariWrapper's on a ``NoFrameskip-v4`` id to within a few grey levels (the
-    resize differs slightly); AtariWrapper stays the reference.
+    actor-learner thread's emulator runs beside the others. Its states equal
+    AtariWrapper's on a ``NoFrameskip-v4`` id, but for the newest frame of a
+    step that ends the game mid-repeat (ale-py keeps the one before; nothing
+    bootstraps from a terminal state). AtariWrapper stays the reference.
 
     Only ids with a fixed frame skip qualify: ``NoFrameskip-v4`` ids (this
     class repeats actions 4 times, as AtariWrapper does) and ``ALE/...-v5`` ids
@@ -191,22 +192,32 @@ class VectorAtariEnv:
         self.observation_space = gym.spaces.Box(
             0, 255, (FRAME_SIZE, FRAME_SIZE, agent_history_length), dtype=np.uint8
         )
+        # AtariVectorEnv fills the stack slots older than an episode's first frame
+        # with zeros; AtariWrapper fills them with the first frame. Until the first
+        # m - 1 steps have pushed them out, this class fills them as AtariWrapper does.
+        self._first_frame = None
+        self._padding = 0
 
     def reset(self, *, seed=None, options=None):
         frames, info = self._env.reset(seed=seed, options=options)
+        self._first_frame = frames[0, -1].copy()
+        self._padding = frames.shape[1] - 1
         return self._state(frames), _first(info)
 
     def step(self, action):
         frames, reward, terminated, truncated, info = self._env.step(np.array([action]))
+        self._padding = max(self._padding - 1, 0)
         return self._state(frames), float(reward[0]), bool(terminated[0]), bool(truncated[0]), _first(info)
 
     def close(self):
         self._env.close()
 
-    @staticmethod
-    def _state(frames):
+    def _state(self, frames):
         # (1, m, 84, 84), oldest first -> (84, 84, m), newest last, as AtariWrapper gives.
-        return np.ascontiguousarray(frames[0].transpose(1, 2, 0))
+        state = np.ascontiguousarray(frames[0].transpose(1, 2, 0))
+        if self._padding:
+            state[..., : self._padding] = self._first_frame[..., None]
+        return state
 
 
 def vector_env_settings(game):
