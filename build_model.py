@@ -19,7 +19,9 @@ with the same shapes, so weights copy from one to the other one for one:
 """
 
 import keras
+import numpy as np
 import tensorflow as tf
+from numpy.lib.stride_tricks import sliding_window_view
 
 FRAME_SIZE = 84
 
@@ -96,6 +98,30 @@ def build_network_tf_layers(num_actions, agent_history_length=4):
     state = keras.Input((FRAME_SIZE, FRAME_SIZE, agent_history_length), dtype="uint8", name="state")
     q_values = QNetworkOps(num_actions, name="q_network_ops")(state)
     return keras.Model(state, q_values, name="q_network_tf_layers")
+
+
+def q_values_numpy(weights, state):
+    """Q-values of one state, computed by the same network in NumPy.
+
+    For acting, one state at a time: a TensorFlow call costs about 0.2 ms
+    before any arithmetic, three times what NumPy takes for the whole pass.
+    ``weights`` are the values of build_network's trainable variables, in
+    order; ``state`` is one uint8 state (84, 84, m).
+    """
+    x = state.astype(np.float32) * np.float32(1.0 / 255.0)
+    for index, (_, kernel_size, stride) in enumerate(CONV_LAYERS):
+        kernel, bias = weights[2 * index], weights[2 * index + 1]
+        # Each output position's receptive field as one row, so the
+        # convolution is a single matrix product (im2col).
+        windows = sliding_window_view(x, (kernel_size, kernel_size), axis=(0, 1))[::stride, ::stride]
+        rows, columns = windows.shape[:2]
+        patches = windows.transpose(0, 1, 3, 4, 2).reshape(rows * columns, -1)
+        x = np.maximum(patches @ kernel.reshape(-1, kernel.shape[-1]) + bias, 0.0).reshape(rows, columns, -1)
+    hidden_kernel, hidden_bias, output_kernel, output_bias = weights[len(CONV_LAYERS) * 2:]
+    # A (1, n) matrix, not a vector: NumPy keeps the GIL through a
+    # vector-matrix product but releases it for a matrix product.
+    hidden = np.maximum(x.reshape(1, -1) @ hidden_kernel + hidden_bias, 0.0)
+    return (hidden @ output_kernel + output_bias)[0]
 
 
 def _check_sizes(num_actions, agent_history_length):

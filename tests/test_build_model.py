@@ -106,6 +106,16 @@ def test_both_builders_compute_the_documented_network(copied_pair):
         np.testing.assert_allclose(q_values(model, batch), expected, rtol=1e-4, atol=1e-5)
 
 
+def test_numpy_forward_pass_for_acting_matches_the_model(copied_pair):
+    """q_values_numpy, which the actor-learners act with, gives the Keras model's Q-values."""
+    keras_model, _ = copied_pair
+    batch = states(3, seed=4)
+    weights = [variable.numpy() for variable in keras_model.trainable_variables]
+    numpy_q = np.stack([build_model.q_values_numpy(weights, state) for state in batch])
+    np.testing.assert_allclose(numpy_q, q_values(keras_model, batch), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(numpy_q, reference_q_values(weights, batch), rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("builder", BUILDERS, ids=lambda builder: builder.__name__)
 def test_input_is_scaled_inside_the_model(builder):
     """Raw uint8 frames go in; black and white screens give the network's values at 0.0 and 1.0."""

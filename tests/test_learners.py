@@ -95,18 +95,18 @@ def same(a, b):
 def test_a_local_gradient_moves_the_global_network_only():
     shared, worker = make_learner(async_q_nstep, "--learning_rate", "0.01")
     before_global = snapshot(shared.global_variables)
-    before_local = snapshot(worker.local_variables)
+    before_local = [w.copy() for w in worker.local_weights]
     before_target = snapshot(shared.target_variables)
 
     states = np.random.default_rng(0).integers(0, 256, (5, 84, 84, 4), dtype=np.uint8)
     worker.apply_gradient(states, [0, 1, 2, 1, 0], np.full(5, 10.0, np.float32))
 
     assert not same(snapshot(shared.global_variables), before_global)
-    assert same(snapshot(worker.local_variables), before_local)
+    assert same(worker.local_weights, before_local)
     assert same(snapshot(shared.target_variables), before_target)
 
     worker.sync_local()
-    assert same(snapshot(worker.local_variables), snapshot(shared.global_variables))
+    assert same(worker.local_weights, snapshot(shared.global_variables))
     assert same(snapshot(shared.target_variables), before_target)
     shared.update_target()
     assert same(snapshot(shared.target_variables), snapshot(shared.global_variables))

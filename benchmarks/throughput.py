@@ -1,0 +1,154 @@
+"""Emulator frames per second of the learners, against the emulators alone.
+
+For each thread count, in one process and one run:
+
+(a) envs only: the threads step the same environments the learners use,
+    with random actions: the ceiling a learner could reach;
+(b) the n-step learner (async_q_nstep.actor_learner, the real training loop);
+(c) the 1-step learner (async_q_1step.actor_learner).
+
+Compilation and warm-up are excluded; each figure is the median of several
+timed windows. Prints a markdown table, with each learner's ratio to (a), and
+writes the same as JSON with the CPU count and package versions:
+
+    python benchmarks/throughput.py                 # 1, 2, 4, 8, 16 threads
+    python benchmarks/throughput.py --quick         # 2 threads, under a minute
+"""
+
+import argparse
+import importlib.metadata
+import json
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+import async_q_1step  # noqa: E402
+import async_q_nstep  # noqa: E402
+import async_runtime as rt  # noqa: E402
+import atari_wrapper  # noqa: E402
+
+
+def measure(count_steps, frames_per_step, warm_up_seconds, windows, window_seconds):
+    """Median frames/s of ``count_steps()`` (a running total) over timed windows."""
+    time.sleep(warm_up_seconds)
+    rates = []
+    for _ in range(windows):
+        start_steps, start = count_steps(), time.perf_counter()
+        time.sleep(window_seconds)
+        rates.append((count_steps() - start_steps) * frames_per_step / (time.perf_counter() - start))
+    return statistics.median(rates)
+
+
+def envs_only(args, threads, timing):
+    envs = [rt.make_training_env(args) for _ in range(threads)]
+    steps = [0] * threads  # one slot per thread: no shared counter to race on
+    stop = threading.Event()
+
+    def run(index):
+        env = envs[index]
+        rng = np.random.default_rng(index)
+        env.reset(seed=index)
+        while not stop.is_set():
+            _, _, terminated, truncated, _ = env.step(int(rng.integers(env.action_space.n)))
+            steps[index] += 1
+            if terminated or truncated:
+                env.reset()
+
+    workers = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    rate = measure(lambda: sum(steps), atari_wrapper.frames_per_step(envs[0]), **timing)
+    stop.set()
+    for worker in workers:
+        worker.join()
+    return rate
+
+
+def learner(script, args, batch_size, threads, timing):
+    args.num_actor_threads = threads
+    shared = rt.SharedState(args, rt.num_actions_of(args))
+    workers = [rt.ActorLearner(i, shared, batch_size) for i in range(threads)]
+    rt.warm_up(workers[0])
+    running = [threading.Thread(target=script.actor_learner, args=(w, shared, args)) for w in workers]
+    for thread in running:
+        thread.start()
+    rate = measure(lambda: shared.T.value, workers[0].frames_per_step, **timing)
+    shared.stop_event.set()
+    for thread in running:
+        thread.join()
+    return rate
+
+
+def versions():
+    names = ["tensorflow", "keras", "ale-py", "gymnasium", "numpy", "opencv-python-headless"]
+    found = {}
+    for name in names:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--game", default="BreakoutNoFrameskip-v4")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2, 4, 8, 16])
+    parser.add_argument("--env_backend", choices=("auto", "gymnasium", "ale_vector"), default="auto")
+    parser.add_argument("--windows", type=int, default=5, help="timed windows per figure; the median is kept")
+    parser.add_argument("--window_seconds", type=float, default=4.0)
+    parser.add_argument("--quick", action="store_true", help="2 threads, 3 windows of 2 s: under a minute")
+    parser.add_argument("--output", default="benchmarks/throughput.json")
+    options = parser.parse_args(argv)
+    if options.quick:
+        options.threads, options.windows, options.window_seconds = [2], 3, 2.0
+    timing = {"warm_up_seconds": 2.0, "windows": options.windows, "window_seconds": options.window_seconds}
+
+    common = ["--game", options.game, "--env_backend", options.env_backend]
+    nstep_args = async_q_nstep.parse_args(common)
+    onestep_args = async_q_1step.parse_args(common)
+    rt.configure_threads(seed=0)
+
+    rows = []
+    for threads in options.threads:
+        ceiling = envs_only(nstep_args, threads, timing)
+        nstep = learner(async_q_nstep, nstep_args, nstep_args.num_steps_Q, threads, timing)
+        onestep = learner(async_q_1step, onestep_args, onestep_args.async_update_frequency, threads, timing)
+        rows.append({"threads": threads, "envs_only": ceiling, "n_step": nstep, "one_step": onestep})
+        print(f"{threads} threads: envs {ceiling:,.0f}, n-step {nstep:,.0f}, 1-step {onestep:,.0f} frames/s",
+              file=sys.stderr, flush=True)
+
+    print(f"\n{options.game}, env backend {options.env_backend}, {os.cpu_count()} CPUs; "
+          f"emulator frames per second, median of {options.windows} windows of {options.window_seconds:g} s\n")
+    print("| threads | envs only | n-step Q | n-step / envs | 1-step Q | 1-step / envs |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for row in rows:
+        print(f"| {row['threads']} | {row['envs_only']:,.0f} | {row['n_step']:,.0f} | "
+              f"{row['n_step'] / row['envs_only']:.0%} | {row['one_step']:,.0f} | "
+              f"{row['one_step'] / row['envs_only']:.0%} |")
+    report = {
+        "game": options.game,
+        "env_backend": options.env_backend,
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "versions": versions(),
+        "windows": options.windows,
+        "window_seconds": options.window_seconds,
+        "rows": rows,
+    }
+    Path(options.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(options.output).write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
