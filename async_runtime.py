@@ -32,6 +32,7 @@ import traceback
 
 import numpy as np
 import threadpoolctl
+import tqdm
 
 # TensorFlow reads these when it is imported: hide its C++ start-up chatter.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -140,6 +141,7 @@ def common_parser(description, default_experiment):
         default=18_000,
         help="emulator frames before a test episode is cut (18,000 = 5 minutes of play)",
     )
+    add("--record_video", metavar="DIR", default=None, help="with --testing, write each episode as an MP4 to DIR")
     add("--seed", type=int, default=0, help="seed for weights, exploration and emulators")
     return parser
 
@@ -197,6 +199,8 @@ def validate_args(args):
         atari_wrapper.check_game(args.game)
     except atari_wrapper.UnknownGameError as error:
         raise UsageError(f"--game: {error}") from None
+    if args.record_video and args.render_environment:
+        raise UsageError("--record_video and --render_environment cannot be combined: pick one")
     if args.env_backend == "ale_vector" and atari_wrapper.vector_env_settings(args.game) is None:
         raise UsageError(f"--env_backend ale_vector cannot run {args.game} (random frame skip); use gymnasium")
 
@@ -653,6 +657,9 @@ def hyperparameter_table(args):
     return f"|flag|value|\n|-|-|\n{rows}"
 
 
+DIVERGED = "training diverged: {what}; the last good checkpoint is kept (try a smaller --learning_rate)"
+
+
 class Driver:
     """Starts the threads, then logs, checkpoints and watches them until they stop."""
 
@@ -662,7 +669,8 @@ class Driver:
         self.workers = workers
         self.checkpoints = checkpoints
         self.writer = writer
-        self.failure = None  # (thread index, formatted traceback) of the first failing thread
+        self.progress = Progress(shared.T.value, args.T_max, live=sys.stdout.isatty())
+        self.failure = None  # (thread index or None, message) of the first failure
         self.signal_received = None
         self.recent_scores = []
 
@@ -672,18 +680,17 @@ class Driver:
             threading.Thread(target=self._guard, args=(actor_learner, worker), name=f"actor-learner-{worker.index}")
             for worker in self.workers
         ]
-        start_T = self.shared.T.value
         for thread in threads:
             thread.start()
         last_summary = last_checkpoint = time.monotonic()
-        last_T, last_losses = start_T, self._losses()
-        started = time.monotonic()
+        last_T, last_losses = self.shared.T.value, self._losses()
         while any(thread.is_alive() for thread in threads):
             self.shared.stop_event.wait(0.5)
             self._write_episodes()
+            self.progress.tick(self.shared.T.value)
             now = time.monotonic()
             if now - last_summary >= self.args.summary_interval:
-                last_T, last_losses = self._write_rates(now - last_summary, last_T, last_losses, started, start_T)
+                last_T, last_losses = self._write_rates(now - last_summary, last_T, last_losses)
                 last_summary = now
             if now - last_checkpoint >= self.args.checkpoint_interval:
                 self._save()
@@ -698,18 +705,23 @@ class Driver:
         """Run one thread's loop; any failure stops the whole run."""
         try:
             actor_learner(worker, self.shared, self.args)
-        except BaseException:  # noqa: BLE001  even KeyboardInterrupt-like errors must stop the run
-            if self.failure is None:
-                self.failure = (worker.index, traceback.format_exc())
-            self.shared.stop_event.set()
+        except BaseException:  # noqa: BLE001  whatever it is, the other threads must stop too
+            self._fail(worker.index, traceback.format_exc())
+
+    def _fail(self, thread, message):
+        if self.failure is None:
+            self.failure = (thread, message)
+        self.shared.stop_event.set()
 
     def _install_signal_handlers(self):
         def stop(signum, _frame):
             if self.signal_received is not None:
                 os._exit(128 + signum)  # a second signal: leave at once
             self.signal_received = signum
-            print(f"\n{signal.Signals(signum).name}: stopping threads and saving a checkpoint "
-                  "(press Ctrl-C again to quit at once)", flush=True)
+            self.progress.write(
+                f"{signal.Signals(signum).name}: stopping the threads and saving a checkpoint "
+                "(Ctrl-C again quits at once)"
+            )
             self.shared.stop_event.set()
 
         signal.signal(signal.SIGINT, stop)
@@ -731,57 +743,95 @@ class Driver:
     def _losses(self):
         return (sum(w.loss_sum for w in self.workers), sum(w.loss_count for w in self.workers))
 
-    def _write_rates(self, seconds, last_T, last_losses, started, start_T):
+    def _write_rates(self, seconds, last_T, last_losses):
         T = self.shared.T.value
         frames_per_second = (T - last_T) * self.workers[0].frames_per_step / seconds
         loss_sum, loss_count = self._losses()
         new_states = loss_count - last_losses[1]
-        td_loss = (loss_sum - last_losses[0]) / new_states if new_states else float("nan")
-        if not math.isfinite(td_loss) and new_states:
-            self.failure = (None, f"the TD loss became {td_loss}: training diverged; "
-                                  "the last checkpoint is kept (try a smaller --learning_rate)")
-            self.shared.stop_event.set()
+        td_loss = (loss_sum - last_losses[0]) / new_states if new_states else None
+        if td_loss is not None and not math.isfinite(td_loss):
+            self._fail(None, DIVERGED.format(what=f"the TD loss is {td_loss}"))
+        elif not self.shared.ops.all_finite(self.shared.global_variables):
+            self._fail(None, DIVERGED.format(what="a weight is NaN or infinite"))
+        recent_score = float(np.mean(self.recent_scores)) if self.recent_scores else None
         with self.writer.as_default():
             tf.summary.scalar("charts/frames_per_second", frames_per_second, step=T)
             tf.summary.scalar("charts/learning_rate", self.shared.learning_rate(), step=T)
-            if new_states:
+            if td_loss is not None:
                 tf.summary.scalar("losses/td_loss", td_loss, step=T)
-            if self.recent_scores:
-                tf.summary.scalar("charts/recent_mean_score", np.mean(self.recent_scores), step=T)
+            if recent_score is not None:
+                tf.summary.scalar("charts/recent_mean_score", recent_score, step=T)
         self.writer.flush()
-        elapsed = time.monotonic() - started
-        steps_per_second = (T - start_T) / elapsed if elapsed > 0 else 0
-        remaining = (self.args.T_max - T) / steps_per_second if steps_per_second > 0 else float("inf")
-        score = f"{np.mean(self.recent_scores):.2f} over {len(self.recent_scores)} episodes" if self.recent_scores else "no episode yet"
-        print(
-            f"T {T:,}/{self.args.T_max:,} | {frames_per_second:,.0f} frames/s | score {score} | "
-            f"elapsed {format_duration(elapsed)} | left {format_duration(remaining)}",
-            flush=True,
-        )
+        self.progress.report(T, frames_per_second, recent_score, len(self.recent_scores))
         return T, (loss_sum, loss_count)
 
     def _save(self):
         path = self.checkpoints.save()
         if path is None:
-            self.failure = self.failure or (None, "a weight became NaN or infinite: training diverged; "
-                                                  "the last checkpoint is kept (try a smaller --learning_rate)")
-            self.shared.stop_event.set()
+            self._fail(None, DIVERGED.format(what="a weight is NaN or infinite"))
         return path
 
     def _finish(self):
-        path = self._save() if self.failure is None or self.failure[0] is not None else None
+        thread_failed = self.failure is not None and self.failure[0] is not None
+        # After a thread's failure the networks may still be sound: save them
+        # (the save refuses non-finite weights). After divergence, keep the last good one.
+        path = self._save() if self.failure is None or thread_failed else None
         self.writer.flush()
         self.writer.close()
+        self.progress.close()
         if path:
             print(f"saved checkpoint {path} at T = {self.shared.T.value:,}")
         if self.failure is not None:
             thread, message = self.failure
-            where = f"actor-learner thread {thread} failed" if thread is not None else "training stopped"
-            print(f"error: {where}:\n{message}", file=sys.stderr)
+            if thread is not None:
+                message = f"actor-learner thread {thread} failed:\n{message.rstrip()}"
+            print(f"error: {message}", file=sys.stderr)
             return 1
         if self.signal_received == signal.SIGTERM:
             return 128 + signal.SIGTERM
         return 0
+
+
+class Progress:
+    """Where training stands: T of T_max, frames/s, elapsed, time left, recent score.
+
+    On a terminal, a live tqdm bar; in a file (CI, nohup), one plain line per
+    summary interval, so the log stays readable.
+    """
+
+    def __init__(self, T, T_max, live):
+        self.T_max = T_max
+        self.started = time.monotonic()
+        self.start_T = T
+        self.bar = tqdm.tqdm(total=T_max, initial=T, unit=" steps", unit_scale=True, dynamic_ncols=True) if live else None
+
+    def tick(self, T):
+        if self.bar is not None:
+            self.bar.update(T - self.bar.n)
+
+    def report(self, T, frames_per_second, recent_score, episodes):
+        score = f"{recent_score:.2f} over {episodes} episodes" if episodes else "no episode yet"
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"{frames_per_second:,.0f} frames/s, score {score}")
+            return
+        elapsed = time.monotonic() - self.started
+        steps_per_second = (T - self.start_T) / elapsed if elapsed > 0 else 0.0
+        remaining = (self.T_max - T) / steps_per_second if steps_per_second > 0 else float("inf")
+        print(
+            f"T {T:,}/{self.T_max:,} | {frames_per_second:,.0f} frames/s | score {score} | "
+            f"elapsed {format_duration(elapsed)} | left {format_duration(remaining)}",
+            flush=True,
+        )
+
+    def write(self, message):
+        if self.bar is not None:
+            tqdm.tqdm.write(message)
+        else:
+            print(message, flush=True)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
 
 
 def format_duration(seconds):
@@ -801,6 +851,8 @@ def evaluate(args):
     """Play --num_eval_episodes with --eval_epsilon; print and log each score and the summary."""
     num_actions = num_actions_of(args)
     network = build_network(num_actions, args.agent_history_length)
+    if args.record_video:
+        ensure_writable(args.record_video)
     path = args.checkpoint_file or tf.train.latest_checkpoint(os.path.join(args.checkpoint_dir, args.experiment))
     if path is None:
         raise UsageError(
@@ -819,6 +871,7 @@ def evaluate(args):
         noop_max=args.eval_noop_max,
         max_episode_frames=args.eval_max_episode_frames,
         render_mode="human" if args.render_environment else None,
+        video_dir=args.record_video,
     )
     rng = np.random.default_rng(args.seed)
     scores = []

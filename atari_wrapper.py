@@ -121,17 +121,23 @@ def check_game(game):
         raise UnknownGameError(f"unknown game {game!r}{hint}")
 
 
-def make_env(game, agent_history_length=4, noop_max=0, max_episode_frames=None, render_mode=None):
+def make_env(
+    game, agent_history_length=4, noop_max=0, max_episode_frames=None, render_mode=None, video_dir=None
+):
     """Make ``game`` with gymnasium and wrap it in AtariWrapper.
 
     ``max_episode_frames`` caps an episode in emulator frames (ALE ids only);
-    the episode then ends as truncated, not terminated.
+    the episode then ends as truncated, not terminated. ``video_dir`` records
+    every episode there as MP4, at full resolution and every emulator frame.
     """
     check_game(game)
-    kwargs = {"render_mode": render_mode}
+    kwargs = {"render_mode": "rgb_array" if video_dir else render_mode}
     if max_episode_frames is not None and _is_ale(game):
         kwargs["max_num_frames_per_episode"] = max_episode_frames
     env = gym.make(game, **kwargs)
+    if video_dir:
+        # Beneath AtariWrapper, so the video shows the game, not the agent's 84x84 view.
+        env = gym.wrappers.RecordVideo(env, video_dir, episode_trigger=lambda _: True, disable_logger=True)
     return AtariWrapper(env, agent_history_length=agent_history_length, noop_max=noop_max)
 
 

@@ -1,6 +1,9 @@
 import os
+import re
+import selectors
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -9,7 +12,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def run_script(script, *args, timeout=300, check=True):
+def script_env(**extra):
+    return {**os.environ, "PYTHONUNBUFFERED": "1", **extra}
+
+
+def run_script(script, *args, timeout=300, check=True, env=None):
     """Run one of the project's scripts in a fresh Python process; return the CompletedProcess."""
     completed = subprocess.run(
         [sys.executable, str(ROOT / script), *map(str, args)],
@@ -17,7 +24,7 @@ def run_script(script, *args, timeout=300, check=True):
         text=True,
         timeout=timeout,
         cwd=ROOT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env=env or script_env(),
     )
     if check and completed.returncode != 0:
         raise AssertionError(
@@ -30,3 +37,34 @@ def run_script(script, *args, timeout=300, check=True):
 def run_dirs(tmp_path):
     """--summary_dir and --checkpoint_dir flags pointing into a fresh temporary folder."""
     return ["--summary_dir", tmp_path / "summaries", "--checkpoint_dir", tmp_path / "checkpoints"]
+
+
+def start_script(script, *args, env=None):
+    """Start one of the project's scripts; stdout and stderr are text pipes."""
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / script), *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=env or script_env(),
+    )
+
+
+def wait_for_line(process, pattern, timeout=120):
+    """Read the process's stdout until a line matches ``pattern``; return the lines read."""
+    lines = []
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not selector.select(timeout=deadline - time.monotonic()):
+            break
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if re.search(pattern, line):
+            return lines
+    process.kill()
+    raise AssertionError(f"no line matched {pattern!r}; stdout:\n{''.join(lines)}\nstderr:\n{process.stderr.read()}")

@@ -1,0 +1,152 @@
+"""Training survives what happens to long runs: kill -9, Ctrl-C, SIGTERM, a failing thread, divergence.
+
+Every case runs a real training process (or the real driver, for divergence)
+on Catch-v0, whose emulator starts in well under a second.
+"""
+
+import signal
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import async_q_nstep
+import async_runtime as rt
+from conftest import run_script, script_env, start_script, wait_for_line
+
+CATCH = ["--game", "Catch-v0", "--num_actor_threads", "2", "--T_max", "100000000", "--summary_interval", "1"]
+
+
+def checkpoint_T(path):
+    return int(tf.train.load_variable(path, "T/.ATTRIBUTES/VARIABLE_VALUE"))
+
+
+def event_tags(directory):
+    tags = set()
+    for path in directory.glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            tags.update(value.tag for value in event.summary.value)
+    return tags
+
+
+def test_kill_9_at_random_moments_resumes_from_the_latest_checkpoint(tmp_path, run_dirs):
+    """Checkpoints every 0.2 s, so some kills land during a write; each restart goes on from the last one."""
+    checkpoints = tmp_path / "checkpoints" / "crash"
+    rng = np.random.default_rng(0)
+    last_T = 0
+    for attempt in range(3):
+        process = start_script("async_q_nstep.py", *CATCH, "--experiment", "crash",
+                               "--checkpoint_interval", "0.2", *run_dirs)
+        lines = wait_for_line(process, r"^T [\d,]+/")
+        if attempt > 0:
+            resumed = [line for line in lines if line.startswith("resuming")]
+            assert resumed and f"at T = {last_T:,}" in resumed[0], "".join(lines)
+        time.sleep(rng.uniform(0.5, 2.0))
+        process.kill()  # SIGKILL: no handler, no final checkpoint
+        process.wait(timeout=30)
+        latest = tf.train.latest_checkpoint(str(checkpoints))
+        assert latest is not None
+        T = checkpoint_T(latest)
+        assert T > last_T
+        last_T = T
+    # The last checkpoint left by a kill loads as a whole.
+    shared = rt.SharedState(async_q_nstep.parse_args(["--game", "Catch-v0"]), num_actions=3)
+    assert rt.Checkpoints(shared, str(checkpoints)).restore_latest() == latest
+    assert shared.T.value == last_T
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 0), (signal.SIGTERM, 128 + signal.SIGTERM)])
+def test_a_signal_stops_the_threads_saves_and_flushes(signum, status, tmp_path, run_dirs):
+    process = start_script("async_q_nstep.py", *CATCH, "--experiment", "stop", *run_dirs)
+    wait_for_line(process, r"^T [\d,]+/.*score -?\d")  # an episode has been logged
+    process.send_signal(signum)
+    stdout, stderr = process.communicate(timeout=20)
+    assert process.returncode == status, stderr
+    assert "Traceback" not in stderr
+    saved = [line for line in stdout.splitlines() if line.startswith("saved checkpoint")]
+    assert saved, stdout
+    latest = tf.train.latest_checkpoint(str(tmp_path / "checkpoints" / "stop"))
+    assert f"at T = {checkpoint_T(latest):,}" in saved[0]
+    assert {"episode/score", "charts/frames_per_second"} <= event_tags(tmp_path / "summaries" / "stop")
+
+
+def test_a_second_ctrl_c_quits_at_once(run_dirs):
+    process = start_script("async_q_nstep.py", *CATCH, "--experiment", "impatient", *run_dirs)
+    wait_for_line(process, r"^T [\d,]+/")
+    process.send_signal(signal.SIGINT)
+    wait_for_line(process, r"^SIGINT: stopping")
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=10)
+    assert process.returncode == 128 + signal.SIGINT
+
+
+FAULTY_ENV = textwrap.dedent(
+    """
+    # Loaded at interpreter start (PYTHONPATH): a Catch whose third instance,
+    # the second actor-learner's emulator, fails after 300 steps.
+    import gymnasium as gym
+    import catch
+
+    class FaultyCatch(catch.CatchEnv):
+        instances = 0
+
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            FaultyCatch.instances += 1
+            self.doomed = FaultyCatch.instances == 3
+            self.steps = 0
+
+        def step(self, action):
+            self.steps += 1
+            if self.doomed and self.steps > 300:
+                raise RuntimeError("injected emulator failure")
+            return super().step(action)
+
+    gym.register(id="FaultyCatch-v0", entry_point=FaultyCatch)
+    """
+)
+
+
+def test_a_failing_thread_stops_the_run_with_its_traceback(tmp_path, run_dirs):
+    (tmp_path / "sitecustomize.py").write_text(FAULTY_ENV)
+    completed = run_script(
+        "async_q_nstep.py", "--game", "FaultyCatch-v0", "--num_actor_threads", "2", "--T_max", "100000000",
+        "--experiment", "faulty", *run_dirs,
+        check=False, timeout=120, env=script_env(PYTHONPATH=f"{tmp_path}:{rt.__file__.rsplit('/', 1)[0]}"),
+    )
+    assert completed.returncode == 1
+    assert "error: actor-learner thread 1 failed:" in completed.stderr
+    assert completed.stderr.count("RuntimeError: injected emulator failure") == 1
+    assert "saved checkpoint" in completed.stdout  # the networks were sound
+
+
+def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
+    args = async_q_nstep.parse_args(
+        ["--game", "Catch-v0", "--num_actor_threads", "2", "--T_max", "100000000", "--summary_interval", "1",
+         "--checkpoint_interval", "1", "--experiment", "nan",
+         "--summary_dir", str(tmp_path / "summaries"), "--checkpoint_dir", str(tmp_path / "checkpoints")]
+    )
+
+    def poisoned_learner(worker, shared, args):
+        # The real loop, until one weight of theta becomes NaN at T >= 3,000.
+        apply_gradient = worker.apply_gradient
+
+        def apply_then_poison(states, actions, targets):
+            apply_gradient(states, actions, targets)
+            if shared.T.value >= 3000 and worker.index == 0:
+                shared.global_variables[-1].assign(tf.fill([3], np.nan))
+
+        worker.apply_gradient = apply_then_poison
+        async_q_nstep.actor_learner(worker, shared, args)
+
+    status = rt.train(args, poisoned_learner, batch_size=args.num_steps_Q)
+    assert status == 1
+    assert "training diverged" in capsys.readouterr().err
+    latest = tf.train.latest_checkpoint(str(tmp_path / "checkpoints" / "nan"))
+    assert latest is not None and checkpoint_T(latest) <= 3000 + 10
+    reader = tf.train.load_checkpoint(latest)
+    for name in reader.get_variable_to_shape_map():
+        if name.startswith("global_network/"):
+            assert np.all(np.isfinite(reader.get_tensor(name)))
