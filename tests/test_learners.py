@@ -7,6 +7,7 @@ catch.py), recording what each thread hands to the gradient step.
 import gymnasium as gym
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import async_q_1step
 import async_q_nstep
@@ -73,6 +74,15 @@ def test_learning_rate_anneals_to_zero_at_T_max():
     assert [rt.learning_rate_at(T, args) for T in (0, 500, 1000, 2000)] == pytest.approx([0.01, 0.005, 0.0, 0.0])
     args.anneal_learning_rate = False
     assert rt.learning_rate_at(1000, args) == 0.01
+
+
+def test_shared_rmsprop_by_hand():
+    """g = 0.1 * grad**2 from zero; theta -= 0.01 * grad / sqrt(g + 0.1)."""
+    theta = tf.Variable([1.0, 2.0])
+    optimizer = rt.SharedRMSProp([theta], decay=0.9, epsilon=0.1)
+    optimizer.apply([tf.constant([0.5, -1.0])], [theta], tf.constant(0.01))
+    np.testing.assert_allclose(optimizer.mean_squares[0].numpy(), [0.025, 0.1], rtol=1e-6)
+    np.testing.assert_allclose(theta.numpy(), [1.0 - 0.005 / 0.125**0.5, 2.0 + 0.01 / 0.2**0.5], rtol=1e-6)
 
 
 # -- which network moves when -------------------------------------------------------
