@@ -424,9 +424,7 @@ class ActorLearner:
         self.loss_sum = 0.0  # written by this thread only; the driver reads differences
         self.loss_count = 0
         self._episode_seed = args.seed * 1000 + index
-        self._score = 0.0
-        self._length = 0
-        self._max_q_sum = 0.0
+        self._score, self._length, self._max_q_sum = 0.0, 0, 0.0  # the running episode's
 
     # -- acting ---------------------------------------------------------------
 
@@ -444,6 +442,7 @@ class ActorLearner:
     def reset(self):
         seed, self._episode_seed = self._episode_seed, None  # seed the first episode only
         state, _ = self.env.reset(seed=seed)
+        self._score, self._length, self._max_q_sum = 0.0, 0, 0.0
         return state
 
     def step(self, action):

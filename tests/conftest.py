@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+import tensorflow as tf
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -68,3 +69,17 @@ def wait_for_line(process, pattern, timeout=120):
             return lines
     process.kill()
     raise AssertionError(f"no line matched {pattern!r}; stdout:\n{''.join(lines)}\nstderr:\n{process.stderr.read()}")
+
+
+def event_tags(directory):
+    """Every summary tag in the TensorBoard event files under ``directory``."""
+    tags = set()
+    for path in Path(directory).rglob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            tags.update(value.tag for value in event.summary.value)
+    return tags
+
+
+def checkpoint_T(path):
+    """The global step T stored in the checkpoint at ``path``."""
+    return int(tf.train.load_variable(str(path), "T/.ATTRIBUTES/VARIABLE_VALUE"))

@@ -40,3 +40,7 @@ def test_learner_masters_catch(script, tmp_path):
     assert len(scores) >= 1000, "Catch episodes last 9 steps: 30,000 steps make over 3,000"
     last_50 = float(np.mean(scores[-50:]))
     assert last_50 >= PASS_MARK, f"mean score of the last 50 episodes {last_50:.2f} < {PASS_MARK}"
+
+
+def test_catch_random_policy_scores_as_documented():
+    assert catch.random_policy_score(episodes=5000) == pytest.approx(catch.RANDOM_POLICY_SCORE, abs=0.05)

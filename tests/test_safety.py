@@ -14,21 +14,9 @@ import tensorflow as tf
 
 import async_q_nstep
 import async_runtime as rt
-from conftest import run_script, script_env, start_script, wait_for_line
+from conftest import checkpoint_T, event_tags, run_script, script_env, start_script, wait_for_line
 
 CATCH = ["--game", "Catch-v0", "--num_actor_threads", "2", "--T_max", "100000000", "--summary_interval", "1"]
-
-
-def checkpoint_T(path):
-    return int(tf.train.load_variable(path, "T/.ATTRIBUTES/VARIABLE_VALUE"))
-
-
-def event_tags(directory):
-    tags = set()
-    for path in directory.glob("events.out.tfevents.*"):
-        for event in tf.compat.v1.train.summary_iterator(str(path)):
-            tags.update(value.tag for value in event.summary.value)
-    return tags
 
 
 def test_kill_9_at_random_moments_resumes_from_the_latest_checkpoint(tmp_path, run_dirs):

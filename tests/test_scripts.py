@@ -6,7 +6,7 @@ import re
 import pytest
 import tensorflow as tf
 
-from conftest import run_script
+from conftest import checkpoint_T, event_tags, run_script
 
 GAME = "BreakoutNoFrameskip-v4"
 SHORT_RUN = ["--game", GAME, "--num_actor_threads", "2", "--summary_interval", "1", "--experiment", "smoke"]
@@ -14,31 +14,18 @@ EPISODE_TAGS = {"episode/score", "episode/length", "episode/mean_max_q", "episod
 RATE_TAGS = {"charts/frames_per_second", "charts/learning_rate", "losses/td_loss"}
 
 
-def tags_in(directory):
-    tags = set()
-    for path in directory.rglob("events.out.tfevents.*"):
-        for event in tf.compat.v1.train.summary_iterator(str(path)):
-            tags.update(value.tag for value in event.summary.value)
-    return tags
-
-
-def checkpoint_T(checkpoint_dir):
-    path = tf.train.latest_checkpoint(str(checkpoint_dir))
-    return int(tf.train.load_variable(path, "T/.ATTRIBUTES/VARIABLE_VALUE"))
-
-
 @pytest.mark.parametrize("script", ["async_q_nstep.py", "async_q_1step.py"])
 def test_train_resume_and_test(script, tmp_path, run_dirs):
     first = run_script(script, *SHORT_RUN, "--T_max", "3000", *run_dirs)
     summaries, checkpoints = tmp_path / "summaries" / "smoke", tmp_path / "checkpoints" / "smoke"
-    assert EPISODE_TAGS | RATE_TAGS | {"hyperparameters"} <= tags_in(summaries)
-    first_T = checkpoint_T(checkpoints)
+    assert EPISODE_TAGS | RATE_TAGS | {"hyperparameters"} <= event_tags(summaries)
+    first_T = checkpoint_T(tf.train.latest_checkpoint(str(checkpoints)))
     assert first_T >= 3000
     assert re.search(r"T [\d,]+/3,000 \| [\d,]+ frames/s", first.stdout)
 
     second = run_script(script, *SHORT_RUN, "--T_max", "5000", *run_dirs)
     assert f"at T = {first_T:,}" in second.stdout
-    assert checkpoint_T(checkpoints) >= 5000
+    assert checkpoint_T(tf.train.latest_checkpoint(str(checkpoints))) >= 5000
 
     tested = run_script(
         script, *SHORT_RUN, "--testing", "--num_eval_episodes", "2", "--eval_max_episode_frames", "2000", *run_dirs
@@ -48,7 +35,7 @@ def test_train_resume_and_test(script, tmp_path, run_dirs):
     assert "mean score" in tested.stdout
     report = json.loads(next(checkpoints.glob("*.eval.json")).read_text())
     assert report["scores"] == [float(score) for score in scores]
-    assert "eval/mean_score" in tags_in(summaries / "eval")
+    assert "eval/mean_score" in event_tags(summaries / "eval")
 
 
 def test_help_documents_every_flag():
