@@ -1,6 +1,6 @@
 """Asynchronous one-step Q-learning (Mnih et al. 2016, Algorithm 1).
 
-Each actor-learner thread repeats:
+Each actor-learner thread starts with theta' <- theta (its local network), then repeats:
 
     act epsilon-greedily under theta' in state s, observe r and s'
     y <- r at a terminal s', else r + gamma * max_a' Q(s', a'; theta-minus)
@@ -45,8 +45,8 @@ def one_step_targets(rewards, terminals, next_max_q, gamma):
 
 def actor_learner(worker, shared, args):
     state = worker.reset()
+    worker.sync_local()
     while not shared.should_stop():
-        worker.sync_local()
         states, actions, rewards, next_states, terminals = [], [], [], [], []
         episode_over = False
         while len(states) < args.async_update_frequency and not episode_over:
@@ -63,7 +63,7 @@ def actor_learner(worker, shared, args):
 
         next_max_q = worker.max_target_q(np.stack(next_states))
         targets = one_step_targets(rewards, terminals, next_max_q, args.gamma)
-        worker.apply_gradient(states, actions, targets)
+        worker.apply_gradient_and_sync(states, actions, targets)
 
         old_T, T = shared.T.add(len(states))
         if rt.crossed(old_T, T, args.target_network_update_frequency):

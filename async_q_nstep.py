@@ -1,13 +1,12 @@
 """Asynchronous n-step Q-learning (Mnih et al. 2016, supplementary Algorithm S2).
 
-Each actor-learner thread repeats:
+Each actor-learner thread starts with theta' <- theta (its local network), then repeats:
 
-    theta' <- theta                                   (sync the local network)
     act epsilon-greedily under theta' for up to t_max steps or to a terminal state
     R <- 0 at a terminal state, else max_a Q(s_t, a; theta-minus)
     for i = t-1 down to t_start:  R <- r_i + gamma * R
     d theta <- gradient of sum_i (R_i - Q(s_i, a_i; theta'))^2 w.r.t. theta'
-    theta <- RMSProp(theta, d theta)                  (shared statistics)
+    theta <- RMSProp(theta, d theta)  (shared statistics);  theta' <- theta
     T <- T + steps;  every I_target steps of T: theta-minus <- theta
 
 theta' does not change during a segment, so the per-step gradients the paper
@@ -42,8 +41,8 @@ def n_step_returns(rewards, bootstrap_value, gamma):
 
 def actor_learner(worker, shared, args):
     state = worker.reset()
+    worker.sync_local()
     while not shared.should_stop():
-        worker.sync_local()
         states, actions, rewards = [], [], []
         terminated = truncated = False
         while len(states) < args.num_steps_Q and not (terminated or truncated):
@@ -57,7 +56,7 @@ def actor_learner(worker, shared, args):
         # A time-limit cut (truncated) is not the end of the game: it bootstraps.
         bootstrap_value = 0.0 if terminated else float(worker.max_target_q(state[None])[0])
         returns = n_step_returns(rewards, bootstrap_value, args.gamma)
-        worker.apply_gradient(states, actions, returns)
+        worker.apply_gradient_and_sync(states, actions, returns)
 
         old_T, T = shared.T.add(len(states))
         if rt.crossed(old_T, T, args.target_network_update_frequency):

@@ -311,6 +311,16 @@ class SharedState:
     def update_target(self):
         """theta-minus <- theta."""
         self.ops.copy(self.global_variables, self.target_variables)
+        self.refresh_target_weights()
+
+    def refresh_target_weights(self):
+        """theta-minus as NumPy arrays, to bootstrap one state without a TensorFlow call.
+
+        Call it whenever the target variables change (update, restore). The
+        arrays are a snapshot: TensorFlow copies a variable before changing
+        memory that a read still shares.
+        """
+        self.target_weights = [value.numpy() for value in self.ops.read(self.target_variables)]
 
     def should_stop(self):
         return self.stop_event.is_set() or self.T.value >= self.args.T_max
@@ -351,7 +361,10 @@ class CompiledOps:
         def train(params, states, actions, targets, mask, learning_rate):
             """One gradient of the summed squared TD error at theta', applied to theta.
 
-            Returns the summed squared TD error over the unmasked states.
+            Returns the summed squared TD error over the unmasked states, and
+            theta as the update left it: the thread's next theta'. Reading it
+            here saves a call per update; the reads follow the update because
+            they use the same variables.
             """
             with tf.GradientTape() as tape:
                 tape.watch(params)
@@ -361,7 +374,7 @@ class CompiledOps:
             gradients = tape.gradient(loss, params)
             gradients, _ = tf.clip_by_global_norm(gradients, clip_norm)
             optimizer.apply(gradients, global_variables, learning_rate)
-            return loss
+            return loss, [tf.identity(v) for v in global_variables]
 
         @tf.function
         def read(variables):
@@ -468,19 +481,26 @@ class ActorLearner:
 
     def sync_local(self):
         """theta' <- theta."""
-        self.local_params = self.ops.read(self.shared.global_variables)
-        self.local_weights = [value.numpy() for value in self.local_params]
+        self._set_local(self.ops.read(self.shared.global_variables))
+
+    def _set_local(self, params):
+        self.local_params = params
+        self.local_weights = [value.numpy() for value in params]
 
     def max_target_q(self, states):
         """max_a Q(s, a; theta-minus) per state; batches are padded to one compiled size."""
         count = len(states)
-        if count == 1:
-            return self.ops.max_target_q(np.asarray(states)).numpy()
+        if count == 1:  # the n-step bootstrap: NumPy, as for acting
+            return q_values_numpy(self.shared.target_weights, states[0]).max(keepdims=True)
         self.next_states[:count] = states
         return self.ops.max_target_q(self.next_states).numpy()[:count]
 
-    def apply_gradient(self, states, actions, targets):
-        """Gradient of the summed squared TD error on theta', clipped, applied to theta."""
+    def apply_gradient_and_sync(self, states, actions, targets):
+        """Gradient of the summed squared TD error on theta', clipped, applied to theta; then theta' <- theta.
+
+        The algorithm syncs right after each update (the next segment's
+        first step): one TensorFlow call does both.
+        """
         count = len(actions)
         self.states[:count] = states
         self.actions[:count] = actions
@@ -488,7 +508,10 @@ class ActorLearner:
         self.mask[:count] = 1.0
         self.mask[count:] = 0.0
         learning_rate = np.float32(self.shared.learning_rate())
-        loss = self.ops.train(self.local_params, self.states, self.actions, self.targets, self.mask, learning_rate)
+        loss, params = self.ops.train(
+            self.local_params, self.states, self.actions, self.targets, self.mask, learning_rate
+        )
+        self._set_local(params)
         self.loss_sum += float(loss)
         self.loss_count += count
 
@@ -585,6 +608,7 @@ class Checkpoints:
                 print(f"warning: skipping {path}: {error}", file=sys.stderr)
                 continue
             self.shared.T = StepCounter(int(self.shared.T_variable.numpy()))
+            self.shared.refresh_target_weights()
             return path
         if self.manager.checkpoints:
             raise UsageError(f"no checkpoint in {self.manager.directory} loads")
@@ -659,7 +683,6 @@ def warm_up(worker):
     ops = worker.ops
     worker.sync_local()
     ops.max_target_q(worker.states)
-    ops.max_target_q(worker.states[:1])
     ops.all_finite(worker.shared.global_variables)
     ops.train(worker.local_params, worker.states, worker.actions, worker.targets,
               np.zeros_like(worker.mask), np.float32(0.0))

@@ -114,6 +114,8 @@ def test_numpy_forward_pass_for_acting_matches_the_model(copied_pair):
     numpy_q = np.stack([build_model.q_values_numpy(weights, state) for state in batch])
     np.testing.assert_allclose(numpy_q, q_values(keras_model, batch), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(numpy_q, reference_q_values(weights, batch), rtol=1e-4, atol=1e-5)
+    # a state that is not one C-ordered block of memory gives the same values
+    np.testing.assert_allclose(build_model.q_values_numpy(weights, np.asfortranarray(batch[0])), numpy_q[0])
 
 
 @pytest.mark.parametrize("builder", BUILDERS, ids=lambda builder: builder.__name__)

@@ -102,24 +102,27 @@ def same(a, b):
     return all(np.array_equal(x, y) for x, y in zip(a, b))
 
 
-def test_a_local_gradient_moves_the_global_network_only():
+def test_a_gradient_moves_theta_and_the_applying_threads_theta_prime_only():
     shared, worker = make_learner(async_q_nstep, "--learning_rate", "0.01")
+    other = rt.ActorLearner(1, shared, batch_size=5)
     before_global = snapshot(shared.global_variables)
-    before_local = [w.copy() for w in worker.local_weights]
+    before_other = [w.copy() for w in other.local_weights]
     before_target = snapshot(shared.target_variables)
 
     states = np.random.default_rng(0).integers(0, 256, (5, 84, 84, 4), dtype=np.uint8)
-    worker.apply_gradient(states, [0, 1, 2, 1, 0], np.full(5, 10.0, np.float32))
+    worker.apply_gradient_and_sync(states, [0, 1, 2, 1, 0], np.full(5, 10.0, np.float32))
 
     assert not same(snapshot(shared.global_variables), before_global)
-    assert same(worker.local_weights, before_local)
+    assert same(worker.local_weights, snapshot(shared.global_variables)), "theta' <- theta after the update"
+    assert same(other.local_weights, before_other), "another thread's theta' waits for its own sync"
     assert same(snapshot(shared.target_variables), before_target)
 
-    worker.sync_local()
-    assert same(worker.local_weights, snapshot(shared.global_variables))
+    other.sync_local()
+    assert same(other.local_weights, snapshot(shared.global_variables))
     assert same(snapshot(shared.target_variables), before_target)
     shared.update_target()
     assert same(snapshot(shared.target_variables), snapshot(shared.global_variables))
+    np.testing.assert_allclose(worker.max_target_q(states[:1]), target_q(shared, states[:1]), rtol=1e-5)
 
 
 class Recorder:
@@ -130,7 +133,7 @@ class Recorder:
         self.calls = []  # (states, actions, targets, bootstrap states or None)
         self._bootstrap_states = None
         self._segments = segments
-        apply_gradient, max_target_q = worker.apply_gradient, worker.max_target_q
+        apply_gradient, max_target_q = worker.apply_gradient_and_sync, worker.max_target_q
 
         def recording_max_target_q(states):
             self._bootstrap_states = np.array(states)
@@ -144,7 +147,7 @@ class Recorder:
                 worker.shared.stop_event.set()
 
         worker.max_target_q = recording_max_target_q
-        worker.apply_gradient = recording_apply_gradient
+        worker.apply_gradient_and_sync = recording_apply_gradient
 
 
 def target_q(shared, states):
@@ -203,3 +206,6 @@ def test_the_target_network_moves_only_at_its_interval():
     async_q_nstep.actor_learner(worker, shared, shared.args)
     assert shared.T.value == 23
     assert not same(snapshot(shared.target_variables), first_target)
+    # the one-state bootstrap (NumPy) follows the new target network too
+    state = recorder.calls[-1][0][:1]
+    np.testing.assert_allclose(worker.max_target_q(state), target_q(shared, state), rtol=1e-5)

@@ -43,6 +43,12 @@ def test_kill_9_at_random_moments_resumes_from_the_latest_checkpoint(tmp_path, r
     shared = rt.SharedState(async_q_nstep.parse_args(["--game", "Catch-v0"]), num_actions=3)
     assert rt.Checkpoints(shared, str(checkpoints)).restore_latest() == latest
     assert shared.T.value == last_T
+    # ...and the restored target network is the one the bootstrap uses.
+    state = np.random.default_rng(1).integers(0, 256, (1, 84, 84, 4), dtype=np.uint8)
+    worker = rt.ActorLearner(0, shared, batch_size=5)
+    np.testing.assert_allclose(
+        worker.max_target_q(state), shared.target_network(state).numpy().max(axis=1), rtol=1e-5
+    )
 
 
 @pytest.mark.parametrize("signum, status", [(signal.SIGINT, 0), (signal.SIGTERM, 128 + signal.SIGTERM)])
@@ -119,14 +125,14 @@ def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, c
 
     def poisoned_learner(worker, shared, args):
         # The real loop, until one weight of theta becomes NaN at T >= 3,000.
-        apply_gradient = worker.apply_gradient
+        apply_gradient = worker.apply_gradient_and_sync
 
         def apply_then_poison(states, actions, targets):
             apply_gradient(states, actions, targets)
             if shared.T.value >= 3000 and worker.index == 0:
                 shared.global_variables[-1].assign(tf.fill([3], np.nan))
 
-        worker.apply_gradient = apply_then_poison
+        worker.apply_gradient_and_sync = apply_then_poison
         async_q_nstep.actor_learner(worker, shared, args)
 
     status = rt.train(args, poisoned_learner, batch_size=args.num_steps_Q)
