@@ -1,4 +1,4 @@
-"""Both learners learn: Catch-v0 (catch.py) through the real scripts, in about a minute each.
+"""Both learners learn: Catch-v0 (catch.py) through the real scripts, in one to two minutes each.
 
 The pass mark is a mean score of at least 80% of the best possible (+1 per
 episode) over the last 50 training episodes, within a fixed step budget. A
@@ -19,25 +19,34 @@ PASS_MARK = 0.8 * catch.BEST_SCORE
 FAST_CATCH = [
     "--game", "Catch-v0",
     "--num_actor_threads", "2",
-    "--T_max", "30000",  # the fixed step budget; the learning rate anneals to 0 by then
     "--learning_rate", "1e-3",  # the paper samples 1e-4 to 1e-2; the seed's 1e-4 needs far more steps
-    "--anneal_epsilon_timesteps", "10000",  # the default 4M would explore for the whole budget
     "--final_epsilon_choices", "0.01",  # the last episodes measure the policy, not exploration
     "--final_epsilon_choice_probabilities", "1",
-    "--target_network_update_frequency", "1000",  # 40,000 would never update within the budget
     "--summary_interval", "5",
 ]
+# The fixed step budget (the learning rate anneals to 0 by its end), how long
+# epsilon falls, and the target interval (the default 40,000 would never come).
+# 1-step Q backs a reward up one step per target sync, where n-step Q's
+# returns reach 5 steps at once: it gets a longer budget, more frequent syncs,
+# and half its budget to explore (with 10,000 steps, some seeds settled on a
+# poor policy before they had learned enough to leave it).
+BUDGETS = {
+    "async_q_nstep.py": ["--T_max", "30000", "--anneal_epsilon_timesteps", "10000",
+                         "--target_network_update_frequency", "1000"],
+    "async_q_1step.py": ["--T_max", "50000", "--anneal_epsilon_timesteps", "25000",
+                         "--target_network_update_frequency", "500"],
+}
 
 
-@pytest.mark.parametrize("script", ["async_q_nstep.py", "async_q_1step.py"])
+@pytest.mark.parametrize("script", sorted(BUDGETS))
 def test_learner_masters_catch(script, tmp_path):
     run_script(
-        script, *FAST_CATCH, "--experiment", "catch",
+        script, *FAST_CATCH, *BUDGETS[script], "--experiment", "catch",
         "--summary_dir", tmp_path / "summaries", "--checkpoint_dir", tmp_path / "checkpoints",
         timeout=300,
     )
     _, _, scores = load_scores(str(tmp_path / "summaries" / "catch"))
-    assert len(scores) >= 1000, "Catch episodes last 9 steps: 30,000 steps make over 3,000"
+    assert len(scores) >= 3000, "Catch episodes last 9 steps: 30,000 steps make over 3,000"
     last_50 = float(np.mean(scores[-50:]))
     assert last_50 >= PASS_MARK, f"mean score of the last 50 episodes {last_50:.2f} < {PASS_MARK}"
 
