@@ -340,7 +340,7 @@ class CompiledOps:
     A thread's theta' is passed in, not closed over: the global network's
     ``stateless_call`` runs it on any thread's weights, so each function is
     traced once for all threads. Batches have fixed sizes (shorter segments
-    are padded and masked), so nothing is traced or compiled again.
+    are padded with rows that select no action), so nothing is traced again.
     """
 
     def __init__(self, shared):

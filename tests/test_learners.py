@@ -125,6 +125,39 @@ def test_a_gradient_moves_theta_and_the_applying_threads_theta_prime_only():
     np.testing.assert_allclose(worker.max_target_q(states[:1]), target_q(shared, states[:1]), rtol=1e-5)
 
 
+def test_a_short_segment_updates_theta_by_its_own_states_only():
+    """A 3-state segment in a 5-state batch: the update is RMSProp on the clipped
+    gradient of sum_i (y_i - Q(s_i, a_i))^2 over those 3 states, whatever the
+    padding rows of the batch buffers still hold from earlier segments."""
+    shared, worker = make_learner(async_q_nstep, "--learning_rate", "0.01", "--clip_norm", "1.0")
+    rng = np.random.default_rng(0)
+    worker.states[:] = rng.integers(0, 256, worker.states.shape, dtype=np.uint8)  # a previous segment's
+    worker.targets[:] = 100.0
+    states = rng.integers(0, 256, (3, 84, 84, 4), dtype=np.uint8)
+    actions, targets = [2, 0, 1], np.array([5.0, -3.0, 2.0], np.float32)
+
+    network = shared.global_network
+    theta = snapshot(shared.global_variables)
+    with tf.GradientTape() as tape:
+        q = network(states)
+        q_taken = tf.gather(q, actions, batch_dims=1)
+        expected_loss = tf.reduce_sum(tf.square(targets - q_taken))
+    gradients = tape.gradient(expected_loss, network.trainable_variables)
+    gradients, norm = tf.clip_by_global_norm(gradients, 1.0)
+    assert norm > 1.0, "the clip is part of what this checks"
+    decay, epsilon = shared.args.decay_rate_RMSProp, shared.args.epsilon_RMSProp
+    expected_theta = [
+        value - 0.01 * g.numpy() / np.sqrt((1 - decay) * g.numpy() ** 2 + epsilon)
+        for value, g in zip(theta, gradients)
+    ]
+
+    worker.apply_gradient_and_sync(states, actions, targets)
+
+    np.testing.assert_allclose(worker.loss_sum, float(expected_loss), rtol=1e-4)
+    assert worker.loss_count == 3
+    for updated, expected in zip(snapshot(shared.global_variables), expected_theta):
+        np.testing.assert_allclose(updated, expected, rtol=1e-4, atol=1e-6)
+
 class Recorder:
     """Wraps a worker's gradient and target calls to keep what the algorithm passed them."""
 
