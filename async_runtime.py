@@ -5,16 +5,16 @@ actor-learner loop and its targets. Everything around it lives here, once:
 
 * flags common to both scripts, validated up front (``common_parser``);
 * the schedules of the paper: epsilon, learning rate, target-sync boundary;
-* the shared state: global and target networks, shared RMSProp, the global
+* the shared state: global and target parameters, shared RMSProp, the global
   step counter T (``SharedState``), and one ``ActorLearner`` per thread with
   its own environment, local parameters theta' and final epsilon;
 * the compiled TensorFlow work, one ``tf.function`` per kind of call;
 * the driver: threads, TensorBoard, checkpoints, resume, signals, failures;
 * evaluation for ``--testing``.
 
-Threads, not processes: TensorFlow ops and ale-py's vector env release the
-GIL, so threads overlap where the time is spent, and share the global
-network without copies, as the paper's actor-learners do.
+Threads, not processes: TensorFlow ops, ale-py's vector env and the shared
+RMSProp step release the GIL, so threads overlap where the time is spent,
+and share the global network without copies, as the paper's actor-learners do.
 """
 
 import argparse
@@ -30,6 +30,7 @@ import threading
 import time
 import traceback
 
+import numba
 import numpy as np
 import threadpoolctl
 import tqdm
@@ -236,39 +237,97 @@ def crossed(old_T, new_T, interval):
 # ---------------------------------------------------------------------------
 
 
-class SharedRMSProp(tf.Module):
+class SharedRMSProp:
     """RMSProp with one set of statistics for all threads (the paper's shared RMSProp).
 
         g     <- decay * g + (1 - decay) * grad ** 2
         theta <- theta - learning_rate * grad / sqrt(g + epsilon)
 
-    Threads apply updates without locks, as the paper's actor-learners do.
+    theta and g are NumPy arrays that the threads update at the same time,
+    in place and without locks, as the paper's actor-learners do. The step
+    is a compiled loop that releases the GIL; TensorFlow's own update
+    kernels lock each variable for the whole update, which kept two threads'
+    updates from overlapping (README, performance).
     """
 
-    def __init__(self, variables, decay, epsilon):
-        super().__init__(name="shared_rmsprop")
+    def __init__(self, parameters, decay, epsilon):
+        self.parameters = parameters
         self.decay = decay
         self.epsilon = epsilon
-        self.mean_squares = [tf.Variable(tf.zeros(v.shape), trainable=False) for v in variables]
-        # The fused kernel's momentum slot: with momentum 0 it just holds the last update.
-        self.last_updates = [tf.Variable(tf.zeros(v.shape), trainable=False) for v in variables]
+        self.mean_squares = [np.zeros_like(value) for value in parameters]
 
-    def apply(self, gradients, variables, learning_rate):
-        for gradient, variable, mean_square, last_update in zip(
-            gradients, variables, self.mean_squares, self.last_updates
-        ):
-            # TensorFlow's fused RMSProp kernel, momentum 0, is exactly the update
-            # above in one pass over memory: 1.0 ms against 1.6 ms as two assigns.
-            tf.raw_ops.ResourceApplyRMSProp(
-                var=variable.handle,
-                ms=mean_square.handle,
-                mom=last_update.handle,
-                lr=learning_rate,
-                rho=self.decay,
-                momentum=0.0,
-                epsilon=self.epsilon,
-                grad=gradient,
+    def apply(self, gradients, clip_factor, learning_rate, theta_copy):
+        """theta <- RMSProp(theta, clip_factor * gradients); theta_copy <- the new theta, in the same pass."""
+        for theta, mean_square, gradient, copy in zip(self.parameters, self.mean_squares, gradients, theta_copy):
+            _rmsprop_step(
+                theta.reshape(-1),
+                mean_square.reshape(-1),
+                np.asarray(gradient).reshape(-1),
+                clip_factor,
+                learning_rate,
+                self.decay,
+                self.epsilon,
+                copy.reshape(-1),
             )
+
+
+@numba.njit(nogil=True, error_model="numpy")
+def _rmsprop_step(theta, mean_square, gradient, clip_factor, learning_rate, decay, epsilon, theta_copy):
+    """SharedRMSProp's step on flat float32 arrays: one pass over memory, the clip applied on the way."""
+    # float32 throughout, as TensorFlow's kernel computes: the loop vectorises.
+    clip_factor, learning_rate = np.float32(clip_factor), np.float32(learning_rate)
+    decay, epsilon = np.float32(decay), np.float32(epsilon)
+    new_weight = np.float32(1.0) - decay
+    for i in range(theta.size):
+        grad = gradient[i] * clip_factor
+        g = decay * mean_square[i] + new_weight * grad * grad
+        mean_square[i] = g
+        value = theta[i] - learning_rate * grad / np.sqrt(g + epsilon)
+        theta[i] = value
+        theta_copy[i] = value
+
+
+class Parameters:
+    """A network's parameters as NumPy arrays and, on the same memory, tensors.
+
+    A thread's theta' thus serves NumPy acting and the gradient call alike,
+    and what the update writes into it is what the next call reads. Only
+    its own thread writes a theta', between its own calls.
+    """
+
+    def __init__(self, values):
+        self.arrays = [aligned_zeros(np.shape(value)) for value in values]
+        self.assign(values)
+        self.tensors = [tensor_view(array) for array in self.arrays]
+
+    def assign(self, values):
+        for array, value in zip(self.arrays, values):
+            np.copyto(array, value)
+
+
+TENSORFLOW_ALIGNMENT = 64  # bytes, as TensorFlow's own allocator aligns tensors
+
+
+def aligned_zeros(shape, dtype=np.float32):
+    """Zeros in memory aligned as TensorFlow's kernels expect, for tensor_view."""
+    dtype = np.dtype(dtype)
+    nbytes = math.prod(shape) * dtype.itemsize
+    buffer = np.zeros(nbytes + TENSORFLOW_ALIGNMENT, np.uint8)
+    start = -buffer.ctypes.data % TENSORFLOW_ALIGNMENT
+    return buffer[start : start + nbytes].view(dtype).reshape(shape)
+
+
+def tensor_view(array):
+    """A tensor on the memory of an aligned array: DLPack lends it to TensorFlow without a copy.
+
+    TensorFlow takes tensors to be immutable: write the array only while no
+    call that was given the tensor is running.
+    """
+    return tf.experimental.dlpack.from_dlpack(array.__dlpack__())
+
+
+def all_finite(arrays):
+    return all(np.isfinite(array).all() for array in arrays)
 
 
 class StepCounter:
@@ -291,36 +350,33 @@ class StepCounter:
 
 
 class SharedState:
-    """What all actor-learners share: theta, theta-minus, RMSProp statistics, T."""
+    """What all actor-learners share: theta, theta-minus, RMSProp statistics, T.
+
+    theta and its statistics are NumPy arrays (SharedRMSProp); ``network``
+    gives them their structure. TensorFlow runs it on explicit parameters
+    only (a thread's theta', or theta-minus), never on its own variables,
+    which just seed theta; checkpoints store the arrays (Checkpoints).
+    """
 
     def __init__(self, args, num_actions):
         self.args = args
         self.num_actions = num_actions
-        self.global_network = build_network(num_actions, args.agent_history_length)
-        self.target_network = build_network(num_actions, args.agent_history_length)
-        self.global_variables = tf_variables(self.global_network)
-        self.target_variables = tf_variables(self.target_network)
-        self.optimizer = SharedRMSProp(self.global_variables, args.decay_rate_RMSProp, args.epsilon_RMSProp)
-        self.ops = CompiledOps(self)
+        self.network = build_network(num_actions, args.agent_history_length)
+        self.theta = [value.numpy() for value in self.network.trainable_variables]
+        self.optimizer = SharedRMSProp(self.theta, args.decay_rate_RMSProp, args.epsilon_RMSProp)
+        self.ops = CompiledOps(self.network, args.clip_norm)
         self.T = StepCounter()
-        self.T_variable = tf.Variable(0, dtype=tf.int64, trainable=False)  # T as checkpoints store it
         self.stop_event = threading.Event()
         self.episodes = queue.SimpleQueue()  # EpisodeRecord, from the threads to the driver
         self.update_target()
 
     def update_target(self):
-        """theta-minus <- theta."""
-        self.ops.copy(self.global_variables, self.target_variables)
-        self.refresh_target_weights()
+        """theta-minus <- theta.
 
-    def refresh_target_weights(self):
-        """theta-minus as NumPy arrays, to bootstrap one state without a TensorFlow call.
-
-        Call it whenever the target variables change (update, restore). The
-        arrays are a snapshot: TensorFlow copies a variable before changing
-        memory that a read still shares.
+        A new snapshot rather than a copy in place: a thread that is
+        bootstrapping from the old one reads it whole.
         """
-        self.target_weights = [np.asarray(value) for value in self.ops.read(self.target_variables)]
+        self.target = Parameters(self.theta)
 
     def should_stop(self):
         return self.stop_event.is_set() or self.T.value >= self.args.T_max
@@ -329,71 +385,41 @@ class SharedState:
         return learning_rate_at(self.T.value, self.args)
 
 
-def tf_variables(network):
-    """The tf.Variables under a Keras 3 model's weights: tf.function takes them by reference."""
-    return [weight.value for weight in network.trainable_variables]
-
-
 class CompiledOps:
     """The TensorFlow work of the hot loop, traced once and shared by all threads.
 
-    A thread's theta' is passed in, not closed over: the global network's
-    ``stateless_call`` runs it on any thread's weights, so each function is
+    Parameters are passed in, not closed over: the network's ``stateless_call``
+    runs it on any thread's theta' or on theta-minus, so each function is
     traced once for all threads. Batches have fixed sizes (shorter segments
     are padded with rows that select no action), so nothing is traced again.
     """
 
-    def __init__(self, shared):
-        network = shared.global_network
-        target_network = shared.target_network
-        optimizer = shared.optimizer
-        global_variables = shared.global_variables
-        clip_norm = shared.args.clip_norm
-
+    def __init__(self, network, clip_norm):
         @tf.function(jit_compile=True)
-        def max_target_q(states):
-            """max_a Q(s, a; theta-minus) for each state."""
-            return tf.reduce_max(target_network(states), axis=1)
+        def max_q(params, states):
+            """max_a Q(s, a; params) for each state."""
+            return tf.reduce_max(network.stateless_call(params, [], states)[0], axis=1)
 
         # Not XLA-compiled: XLA's CPU convolution gradients took 3.1 ms here
         # against 1.8 ms for TensorFlow's own kernels (5 states).
         @tf.function
-        def train(params, states, taken, targets, learning_rate):
-            """One gradient of the summed squared TD error at theta', applied to theta.
+        def gradient(params, states, taken, targets):
+            """The gradient of the summed squared TD error at theta', and the factor that clips it.
 
             ``taken`` is one-hot: row i selects Q(s_i, a_i), and the all-zero
             rows of padding select nothing. Returns the summed squared TD
-            error, and theta as the update left it: the thread's next theta'.
-            Reading it here saves a call per update; the reads follow the
-            update because they use the same variables.
+            error, the gradients, and min(1, clip_norm / their global norm):
+            the update scales by it as it passes over them anyway.
             """
             with tf.GradientTape() as tape:
                 tape.watch(params)
                 q = network.stateless_call(params, [], states)[0]
                 loss = tf.reduce_sum(taken * tf.square(targets[:, None] - q))
             gradients = tape.gradient(loss, params)
-            gradients, _ = tf.clip_by_global_norm(gradients, clip_norm)
-            optimizer.apply(gradients, global_variables, learning_rate)
-            return loss, [tf.identity(v) for v in global_variables]
+            return loss, gradients, tf.minimum(1.0, clip_norm / tf.linalg.global_norm(gradients))
 
-        @tf.function
-        def read(variables):
-            return [tf.identity(v) for v in variables]
-
-        @tf.function
-        def copy(sources, destinations):
-            for source, destination in zip(sources, destinations):
-                destination.assign(source)
-
-        @tf.function
-        def all_finite(variables):
-            return tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in variables])
-
-        self.max_target_q = max_target_q
-        self.train = train
-        self.read = read
-        self.copy = copy
-        self.all_finite = all_finite
+        self.max_q = max_q
+        self.gradient = gradient
 
 
 @dataclasses.dataclass
@@ -423,28 +449,24 @@ class ActorLearner:
         )
         self.env = make_training_env(args, render=render)
         self.frames_per_step = atari_wrapper.frames_per_step(self.env)
-        self.local_params = None  # theta' as tensors, for the gradient
-        self.local_weights = None  # the same memory as NumPy arrays, for acting (q_values_numpy)
-        self.sync_local()
+        self.local = Parameters(shared.theta)  # theta'
         # Fixed-size batch buffers: one compiled shape whatever the segment length.
         history = args.agent_history_length
         self.batch_size = batch_size
-        self.states = np.zeros((batch_size, 84, 84, history), np.uint8)
-        self.next_states = np.zeros_like(self.states)
-        self.taken = np.zeros((batch_size, shared.num_actions), np.float32)  # one-hot actions
-        self.targets = np.zeros(batch_size, np.float32)
-        # The traced functions themselves: calling them skips tf.function's
-        # dispatch on the arguments, about 0.4 ms of the GIL per update.
-        self.compiled_train = self.ops.train.get_concrete_function(
-            self.local_params,
-            tf.TensorSpec(self.states.shape, tf.uint8),
-            tf.TensorSpec(self.taken.shape, tf.float32),
-            tf.TensorSpec(self.targets.shape, tf.float32),
-            tf.TensorSpec((), tf.float32),
-        )
-        self.compiled_max_target_q = self.ops.max_target_q.get_concrete_function(
-            tf.TensorSpec(self.next_states.shape, tf.uint8)
-        )
+        self.states = aligned_zeros((batch_size, 84, 84, history), np.uint8)
+        self.taken = aligned_zeros((batch_size, shared.num_actions))  # one-hot actions
+        self.targets = aligned_zeros((batch_size,))
+        self.next_states = aligned_zeros(self.states.shape, np.uint8)
+        # The same buffers as tensors: filled in place, passed without a copy.
+        self.batch = [tensor_view(array) for array in (self.states, self.taken, self.targets)]
+        self.next_states_tensor = tensor_view(self.next_states)
+        # The traced graphs themselves, called on flat lists of tensors: that
+        # skips a tf.function call's binding and checking of its arguments
+        # (always the same tensors here), about 0.3 ms of the GIL per update.
+        self.gradient_graph = self.ops.gradient.get_concrete_function(self.local.tensors, *self.batch).inference_fn
+        self.max_q_graph = self.ops.max_q.get_concrete_function(
+            shared.target.tensors, self.next_states_tensor
+        ).inference_fn
         self.loss_sum = 0.0  # written by this thread only; the driver reads differences
         self.loss_count = 0
         self._episode_seed = args.seed * 1000 + index
@@ -457,7 +479,7 @@ class ActorLearner:
 
     def act(self, state):
         """Epsilon-greedy action under theta'."""
-        q = q_values_numpy(self.local_weights, state)
+        q = q_values_numpy(self.local.arrays, state)
         self._max_q_sum += float(q.max())
         if self.rng.random() < self.epsilon():
             return int(self.rng.integers(self.shared.num_actions))
@@ -492,36 +514,31 @@ class ActorLearner:
 
     def sync_local(self):
         """theta' <- theta."""
-        self._set_local(self.ops.read(self.shared.global_variables))
-
-    def _set_local(self, params):
-        self.local_params = params
-        # Views, not copies (.numpy() would copy all 2.7 MB): TensorFlow copies a
-        # variable before an update writes to memory that a read still shares.
-        self.local_weights = [np.asarray(value) for value in params]
+        self.local.assign(self.shared.theta)
 
     def max_target_q(self, states):
         """max_a Q(s, a; theta-minus) per state; batches are padded to one compiled size."""
+        target = self.shared.target  # one snapshot, even if the target moves meanwhile
         count = len(states)
         if count == 1:  # the n-step bootstrap: NumPy, as for acting
-            return q_values_numpy(self.shared.target_weights, states[0]).max(keepdims=True)
+            return q_values_numpy(target.arrays, states[0]).max(keepdims=True)
         self.next_states[:count] = states
-        return self.compiled_max_target_q(self.next_states).numpy()[:count]
+        (max_q,) = self.max_q_graph.call_flat(*target.tensors, self.next_states_tensor)
+        return max_q.numpy()[:count]
 
     def apply_gradient_and_sync(self, states, actions, targets):
         """Gradient of the summed squared TD error on theta', clipped, applied to theta; then theta' <- theta.
 
         The algorithm syncs right after each update (the next segment's
-        first step): one TensorFlow call does both.
+        first step): the update writes theta' as it writes theta.
         """
         count = len(actions)
         self.states[:count] = states
         self.taken[:] = 0.0
         self.taken[np.arange(count), actions] = 1.0
         self.targets[:count] = targets
-        learning_rate = np.float32(self.shared.learning_rate())
-        loss, params = self.compiled_train(self.local_params, self.states, self.taken, self.targets, learning_rate)
-        self._set_local(params)
+        loss, *gradients, clip_factor = self.gradient_graph.call_flat(*self.local.tensors, *self.batch)
+        self.shared.optimizer.apply(gradients, float(clip_factor), self.shared.learning_rate(), self.local.arrays)
         self.loss_sum += float(loss)
         self.loss_count += count
 
@@ -592,6 +609,10 @@ def ensure_writable(path):
 class Checkpoints:
     """Global and target networks, RMSProp statistics and T, under <checkpoint_dir>/<experiment>.
 
+    The checkpoint holds them as TensorFlow variables (the global network's
+    are what ``--testing`` loads); the arrays the threads update are copied
+    in to save and out after a restore.
+
     TensorFlow writes a checkpoint's files first and only then points the
     ``checkpoint`` index at them, atomically: a run killed mid-write leaves the
     previous checkpoint as the latest.
@@ -599,16 +620,25 @@ class Checkpoints:
 
     def __init__(self, shared, directory):
         self.shared = shared
+        history = shared.args.agent_history_length
+        self.global_network = build_network(shared.num_actions, history)
+        self.target_network = build_network(shared.num_actions, history)
+        self.rmsprop = tf.Module()
+        self.rmsprop.mean_squares = [tf.Variable(value, trainable=False) for value in shared.optimizer.mean_squares]
+        self.T = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.checkpoint = tf.train.Checkpoint(
-            global_network=shared.global_network,
-            target_network=shared.target_network,
-            optimizer=shared.optimizer,
-            T=shared.T_variable,
+            global_network=self.global_network,
+            target_network=self.target_network,
+            optimizer=self.rmsprop,
+            T=self.T,
         )
         self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=CHECKPOINTS_KEPT)
 
     def restore_latest(self):
-        """Restore the newest checkpoint that loads; return its path, or None if there is none."""
+        """Restore the newest checkpoint that loads; return its path, or None if there is none.
+
+        Call it before the threads start: it writes theta in place.
+        """
         for path in reversed(self.manager.checkpoints):
             try:
                 restore(self.checkpoint, path, self.shared.num_actions)
@@ -617,19 +647,38 @@ class Checkpoints:
             except UsageError as error:  # unreadable, e.g. cut short by a crash: try the one before
                 print(f"warning: skipping {path}: {error}", file=sys.stderr)
                 continue
-            self.shared.T = StepCounter(int(self.shared.T_variable.numpy()))
-            self.shared.refresh_target_weights()
+            shared = self.shared
+            for array, variable in zip(shared.theta, self.global_network.trainable_variables):
+                np.copyto(array, variable.numpy())
+            for array, variable in zip(shared.optimizer.mean_squares, self.rmsprop.mean_squares):
+                np.copyto(array, variable.numpy())
+            shared.target = Parameters([variable.numpy() for variable in self.target_network.trainable_variables])
+            shared.T = StepCounter(int(self.T.numpy()))
             return path
         if self.manager.checkpoints:
             raise UsageError(f"no checkpoint in {self.manager.directory} loads")
         return None
 
     def save(self):
-        """Save if every weight is finite; return the path, or None if not saved."""
-        if not self.shared.ops.all_finite(self.shared.global_variables):
+        """Save if every weight is finite; return the path, or None if not saved.
+
+        The threads may be updating theta meanwhile: what is checked is
+        what is saved, a copy taken first.
+        """
+        shared = self.shared
+        theta = [array.copy() for array in shared.theta]
+        if not all_finite(theta):
             return None
-        self.shared.T_variable.assign(self.shared.T.value)
-        return self.manager.save(checkpoint_number=self.shared.T.value)
+        for variables, values in (
+            (self.global_network.trainable_variables, theta),
+            (self.target_network.trainable_variables, shared.target.arrays),
+            (self.rmsprop.mean_squares, shared.optimizer.mean_squares),
+        ):
+            for variable, value in zip(variables, values):
+                variable.assign(value)
+        T = shared.T.value
+        self.T.assign(T)
+        return self.manager.save(checkpoint_number=T)
 
 
 def restore(checkpoint, path, num_actions):
@@ -687,16 +736,12 @@ def train(args, actor_learner, batch_size):
 def warm_up(worker):
     """Trace and compile every function once, before threads start and clocks run.
 
-    Runs before a checkpoint is restored: no action taken and a zero learning rate
-    leave theta and the still-zero RMSProp statistics as they are.
+    Runs before a checkpoint is restored: an empty segment's gradient is zero,
+    which leaves theta and the still-zero RMSProp statistics as they are.
     """
-    ops = worker.ops
     worker.sync_local()
-    worker.compiled_max_target_q(worker.next_states)
-    ops.all_finite(worker.shared.global_variables)
-    worker.compiled_train(
-        worker.local_params, worker.states, np.zeros_like(worker.taken), worker.targets, np.float32(0.0)
-    )
+    worker.max_target_q(worker.next_states)
+    worker.apply_gradient_and_sync(worker.states[:0], [], worker.targets[:0])
 
 
 def hyperparameter_table(args):
@@ -798,7 +843,7 @@ class Driver:
         td_loss = (loss_sum - last_losses[0]) / new_states if new_states else None
         if td_loss is not None and not math.isfinite(td_loss):
             self._fail(None, DIVERGED.format(what=f"the TD loss is {td_loss}"))
-        elif not self.shared.ops.all_finite(self.shared.global_variables):
+        elif not all_finite(self.shared.theta):
             self._fail(None, DIVERGED.format(what="a weight is NaN or infinite"))
         recent_score = float(np.mean(self.recent_scores)) if self.recent_scores else None
         with self.writer.as_default():

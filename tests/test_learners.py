@@ -12,6 +12,7 @@ import tensorflow as tf
 import async_q_1step
 import async_q_nstep
 import async_runtime as rt
+from build_model import build_network
 
 GAMMA = 0.9
 
@@ -77,12 +78,14 @@ def test_learning_rate_anneals_to_zero_at_T_max():
 
 
 def test_shared_rmsprop_by_hand():
-    """g = 0.1 * grad**2 from zero; theta -= 0.01 * grad / sqrt(g + 0.1)."""
-    theta = tf.Variable([1.0, 2.0])
+    """grad = 0.5 * [1, -2] after the clip; g = 0.1 * grad**2 from zero; theta -= 0.01 * grad / sqrt(g + 0.1)."""
+    theta = np.array([1.0, 2.0], np.float32)
     optimizer = rt.SharedRMSProp([theta], decay=0.9, epsilon=0.1)
-    optimizer.apply([tf.constant([0.5, -1.0])], [theta], tf.constant(0.01))
-    np.testing.assert_allclose(optimizer.mean_squares[0].numpy(), [0.025, 0.1], rtol=1e-6)
-    np.testing.assert_allclose(theta.numpy(), [1.0 - 0.005 / 0.125**0.5, 2.0 + 0.01 / 0.2**0.5], rtol=1e-6)
+    theta_copy = np.zeros(2, np.float32)
+    optimizer.apply([tf.constant([1.0, -2.0])], 0.5, 0.01, [theta_copy])
+    np.testing.assert_allclose(optimizer.mean_squares[0], [0.025, 0.1], rtol=1e-6)
+    np.testing.assert_allclose(theta, [1.0 - 0.005 / 0.125**0.5, 2.0 + 0.01 / 0.2**0.5], rtol=1e-6)
+    np.testing.assert_array_equal(theta_copy, theta)
 
 
 # -- which network moves when -------------------------------------------------------
@@ -94,8 +97,8 @@ def make_learner(script, *flags, batch_size=5):
     return shared, rt.ActorLearner(0, shared, batch_size)
 
 
-def snapshot(variables):
-    return [v.numpy().copy() for v in variables]
+def snapshot(arrays):
+    return [array.copy() for array in arrays]
 
 
 def same(a, b):
@@ -105,24 +108,24 @@ def same(a, b):
 def test_a_gradient_moves_theta_and_the_applying_threads_theta_prime_only():
     shared, worker = make_learner(async_q_nstep, "--learning_rate", "0.01")
     other = rt.ActorLearner(1, shared, batch_size=5)
-    before_global = snapshot(shared.global_variables)
-    before_other = [w.copy() for w in other.local_weights]
-    before_target = snapshot(shared.target_variables)
+    before_global = snapshot(shared.theta)
+    before_other = [w.copy() for w in other.local.arrays]
+    before_target = snapshot(shared.target.arrays)
 
     states = np.random.default_rng(0).integers(0, 256, (5, 84, 84, 4), dtype=np.uint8)
     worker.apply_gradient_and_sync(states, [0, 1, 2, 1, 0], np.full(5, 10.0, np.float32))
 
-    assert not same(snapshot(shared.global_variables), before_global)
-    assert same(worker.local_weights, snapshot(shared.global_variables)), "theta' <- theta after the update"
-    assert same(other.local_weights, before_other), "another thread's theta' waits for its own sync"
-    assert same(snapshot(shared.target_variables), before_target)
+    assert not same(snapshot(shared.theta), before_global)
+    assert same(worker.local.arrays, snapshot(shared.theta)), "theta' <- theta after the update"
+    assert same(other.local.arrays, before_other), "another thread's theta' waits for its own sync"
+    assert same(snapshot(shared.target.arrays), before_target)
 
     other.sync_local()
-    assert same(other.local_weights, snapshot(shared.global_variables))
-    assert same(snapshot(shared.target_variables), before_target)
+    assert same(other.local.arrays, snapshot(shared.theta))
+    assert same(snapshot(shared.target.arrays), before_target)
     shared.update_target()
-    assert same(snapshot(shared.target_variables), snapshot(shared.global_variables))
-    np.testing.assert_allclose(worker.max_target_q(states[:1]), target_q(shared, states[:1]), rtol=1e-5)
+    assert same(snapshot(shared.target.arrays), snapshot(shared.theta))
+    np.testing.assert_allclose(worker.max_target_q(states[:1]), target_q(shared, states[:1]), rtol=1e-5, atol=1e-6)
 
 
 def test_a_short_segment_updates_theta_by_its_own_states_only():
@@ -136,8 +139,9 @@ def test_a_short_segment_updates_theta_by_its_own_states_only():
     states = rng.integers(0, 256, (3, 84, 84, 4), dtype=np.uint8)
     actions, targets = [2, 0, 1], np.array([5.0, -3.0, 2.0], np.float32)
 
-    network = shared.global_network
-    theta = snapshot(shared.global_variables)
+    theta = snapshot(shared.theta)
+    network = build_network(num_actions=3)
+    network.set_weights(theta)
     with tf.GradientTape() as tape:
         q = network(states)
         q_taken = tf.gather(q, actions, batch_dims=1)
@@ -155,7 +159,7 @@ def test_a_short_segment_updates_theta_by_its_own_states_only():
 
     np.testing.assert_allclose(worker.loss_sum, float(expected_loss), rtol=1e-4)
     assert worker.loss_count == 3
-    for updated, expected in zip(snapshot(shared.global_variables), expected_theta):
+    for updated, expected in zip(snapshot(shared.theta), expected_theta):
         np.testing.assert_allclose(updated, expected, rtol=1e-4, atol=1e-6)
 
 class Recorder:
@@ -184,7 +188,9 @@ class Recorder:
 
 
 def target_q(shared, states):
-    return shared.target_network(states).numpy().max(axis=1)
+    network = build_network(shared.num_actions)
+    network.set_weights(shared.target.arrays)
+    return network(states).numpy().max(axis=1)
 
 
 def test_n_step_segments_bootstrap_from_the_target_network_except_at_terminal_states():
@@ -196,7 +202,7 @@ def test_n_step_segments_bootstrap_from_the_target_network_except_at_terminal_st
     (states1, _, targets1, bootstrap1), (states2, _, targets2, bootstrap2) = recorder.calls
     assert len(states1) == 5 and len(states2) == 4
     expected1 = GAMMA ** np.arange(5, 0, -1) * target_q(shared, bootstrap1)[0]
-    np.testing.assert_allclose(targets1, expected1, rtol=1e-5)
+    np.testing.assert_allclose(targets1, expected1, rtol=1e-5, atol=1e-6)
     assert bootstrap2 is None, "a terminal state must not bootstrap"
     final_reward = targets2[-1]
     assert final_reward in (-1.0, 1.0)
@@ -212,7 +218,8 @@ def test_n_step_truncation_bootstraps():
 
     (states, _, targets, bootstrap), = recorder.calls
     assert len(states) == 3 and bootstrap is not None
-    np.testing.assert_allclose(targets, GAMMA ** np.arange(3, 0, -1) * target_q(shared, bootstrap)[0], rtol=1e-5)
+    expected = GAMMA ** np.arange(3, 0, -1) * target_q(shared, bootstrap)[0]
+    np.testing.assert_allclose(targets, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_one_step_targets_use_the_target_network_and_stop_at_terminal_states():
@@ -222,23 +229,23 @@ def test_one_step_targets_use_the_target_network_and_stop_at_terminal_states():
 
     (states, _, targets, next_states), = recorder.calls
     assert len(states) == 9, "a terminal state applies the accumulated gradient early"
-    np.testing.assert_allclose(targets[:-1], GAMMA * target_q(shared, next_states)[:-1], rtol=1e-5)
+    np.testing.assert_allclose(targets[:-1], GAMMA * target_q(shared, next_states)[:-1], rtol=1e-5, atol=1e-6)
     assert targets[-1] in (-1.0, 1.0)
 
 
 def test_the_target_network_moves_only_at_its_interval():
     shared, worker = make_learner(async_q_nstep, "--learning_rate", "0.01", "--target_network_update_frequency", "20")
     recorder = Recorder(worker, segments=3)  # T = 5, 9 (episode end), 14: below 20
-    first_target = snapshot(shared.target_variables)
+    first_target = snapshot(shared.target.arrays)
     async_q_nstep.actor_learner(worker, shared, shared.args)
     assert shared.T.value == 14
-    assert same(snapshot(shared.target_variables), first_target)
+    assert same(snapshot(shared.target.arrays), first_target)
 
     shared.stop_event.clear()
     recorder._segments = 5  # a new episode: T = 19, then 23, crossing 20
     async_q_nstep.actor_learner(worker, shared, shared.args)
     assert shared.T.value == 23
-    assert not same(snapshot(shared.target_variables), first_target)
+    assert not same(snapshot(shared.target.arrays), first_target)
     # the one-state bootstrap (NumPy) follows the new target network too
     state = recorder.calls[-1][0][:1]
-    np.testing.assert_allclose(worker.max_target_q(state), target_q(shared, state), rtol=1e-5)
+    np.testing.assert_allclose(worker.max_target_q(state), target_q(shared, state), rtol=1e-5, atol=1e-6)

@@ -14,6 +14,7 @@ import tensorflow as tf
 
 import async_q_nstep
 import async_runtime as rt
+from build_model import build_network
 from conftest import checkpoint_T, event_tags, run_script, script_env, start_script, wait_for_line
 
 CATCH = ["--game", "Catch-v0", "--num_actor_threads", "2", "--T_max", "100000000", "--summary_interval", "1"]
@@ -44,11 +45,35 @@ def test_kill_9_at_random_moments_resumes_from_the_latest_checkpoint(tmp_path, r
     assert rt.Checkpoints(shared, str(checkpoints)).restore_latest() == latest
     assert shared.T.value == last_T
     # ...and the restored target network is the one the bootstrap uses.
+    target_network = build_network(num_actions=3)
+    tf.train.Checkpoint(target_network=target_network).restore(latest).expect_partial()
     state = np.random.default_rng(1).integers(0, 256, (1, 84, 84, 4), dtype=np.uint8)
     worker = rt.ActorLearner(0, shared, batch_size=5)
     np.testing.assert_allclose(
-        worker.max_target_q(state), shared.target_network(state).numpy().max(axis=1), rtol=1e-5
+        worker.max_target_q(state), target_network(state).numpy().max(axis=1), rtol=1e-5, atol=1e-6
     )
+
+
+def test_a_checkpoint_restores_theta_theta_minus_the_rmsprop_statistics_and_T(tmp_path):
+    args = async_q_nstep.parse_args(["--game", "Catch-v0", "--learning_rate", "0.01"])
+    shared = rt.SharedState(args, num_actions=3)
+    worker = rt.ActorLearner(0, shared, batch_size=5)
+    states = np.random.default_rng(0).integers(0, 256, (5, 84, 84, 4), dtype=np.uint8)
+    worker.apply_gradient_and_sync(states, [0, 1, 2, 1, 0], np.full(5, 10.0, np.float32))
+    shared.update_target()
+    worker.apply_gradient_and_sync(states, [2, 2, 0, 1, 1], np.full(5, -5.0, np.float32))  # theta moves on
+    shared.T.add(1234)
+    saved = [[array.copy() for array in arrays]
+             for arrays in (shared.theta, shared.target.arrays, shared.optimizer.mean_squares)]
+    path = rt.Checkpoints(shared, str(tmp_path)).save()
+
+    restored = rt.SharedState(args, num_actions=3)  # freshly initialised
+    assert rt.Checkpoints(restored, str(tmp_path)).restore_latest() == path
+    assert restored.T.value == 1234
+    for before, after in zip(saved, (restored.theta, restored.target.arrays, restored.optimizer.mean_squares)):
+        for expected, actual in zip(before, after):
+            np.testing.assert_array_equal(actual, expected)
+    assert not np.array_equal(saved[0][-1], saved[1][-1]), "theta and theta-minus differ, so both were checked"
 
 
 @pytest.mark.parametrize("signum, status", [(signal.SIGINT, 0), (signal.SIGTERM, 128 + signal.SIGTERM)])
@@ -130,7 +155,7 @@ def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, c
         def apply_then_poison(states, actions, targets):
             apply_gradient(states, actions, targets)
             if shared.T.value >= 3000 and worker.index == 0:
-                shared.global_variables[-1].assign(tf.fill([3], np.nan))
+                shared.theta[-1][:] = np.nan
 
         worker.apply_gradient_and_sync = apply_then_poison
         async_q_nstep.actor_learner(worker, shared, args)
