@@ -1,6 +1,7 @@
 """Emulator frames per second of the learners, against the emulators alone.
 
-For each thread count, in one process and one run:
+For each thread count, in one run, each figure from a fresh process (the
+learners size TensorFlow's thread pools by thread count, once per process):
 
 (a) envs only: the threads step the same environments the learners use,
     with random actions: the ceiling a learner could reach;
@@ -16,8 +17,10 @@ writes the same as JSON with the CPU count and package versions:
 """
 
 import argparse
+import concurrent.futures
 import importlib.metadata
 import json
+import multiprocessing
 import os
 import platform
 import statistics
@@ -36,6 +39,9 @@ import async_runtime as rt  # noqa: E402
 import atari_wrapper  # noqa: E402
 
 
+LEARNERS = {"n_step": async_q_nstep, "one_step": async_q_1step}
+
+
 def measure(count_steps, frames_per_step, warm_up_seconds, windows, window_seconds):
     """Median frames/s of ``count_steps()`` (a running total) over timed windows."""
     time.sleep(warm_up_seconds)
@@ -47,7 +53,14 @@ def measure(count_steps, frames_per_step, warm_up_seconds, windows, window_secon
     return statistics.median(rates)
 
 
-def envs_only(args, threads, timing):
+def in_fresh_process(function, *args):
+    spawn = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as process:
+        return process.submit(function, *args).result()
+
+
+def envs_only(common, threads, timing):
+    args = async_q_nstep.parse_args(common)
     envs = [rt.make_training_env(args) for _ in range(threads)]
     steps = [0] * threads  # one slot per thread: no shared counter to race on
     stop = threading.Event()
@@ -72,8 +85,11 @@ def envs_only(args, threads, timing):
     return rate
 
 
-def learner(script, args, batch_size, threads, timing):
-    args.num_actor_threads = threads
+def learner(script_name, common, threads, timing):
+    script = LEARNERS[script_name]
+    args = script.parse_args([*common, "--num_actor_threads", str(threads)])
+    rt.configure_threads(seed=0, actor_threads=threads)
+    batch_size = args.num_steps_Q if script is async_q_nstep else args.async_update_frequency
     shared = rt.SharedState(args, rt.num_actions_of(args))
     workers = [rt.ActorLearner(i, shared, batch_size) for i in range(threads)]
     rt.warm_up(workers[0])
@@ -113,15 +129,13 @@ def main(argv=None):
     timing = {"warm_up_seconds": 2.0, "windows": options.windows, "window_seconds": options.window_seconds}
 
     common = ["--game", options.game, "--env_backend", options.env_backend]
-    nstep_args = async_q_nstep.parse_args(common)
-    onestep_args = async_q_1step.parse_args(common)
-    rt.configure_threads(seed=0)
+    async_q_nstep.parse_args(common)  # bad flags stop here, before any process starts
 
     rows = []
     for threads in options.threads:
-        ceiling = envs_only(nstep_args, threads, timing)
-        nstep = learner(async_q_nstep, nstep_args, nstep_args.num_steps_Q, threads, timing)
-        onestep = learner(async_q_1step, onestep_args, onestep_args.async_update_frequency, threads, timing)
+        ceiling = in_fresh_process(envs_only, common, threads, timing)
+        nstep = in_fresh_process(learner, "n_step", common, threads, timing)
+        onestep = in_fresh_process(learner, "one_step", common, threads, timing)
         rows.append({"threads": threads, "envs_only": ceiling, "n_step": nstep, "one_step": onestep})
         print(f"{threads} threads: envs {ceiling:,.0f}, n-step {nstep:,.0f}, 1-step {onestep:,.0f} frames/s",
               file=sys.stderr, flush=True)
