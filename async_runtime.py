@@ -255,12 +255,14 @@ class SharedRMSProp:
         self.decay = decay
         self.epsilon = epsilon
         self.mean_squares = [np.zeros_like(value) for value in parameters]
+        self._flat_parameters = flat_views(parameters)
+        self._flat_mean_squares = flat_views(self.mean_squares)
 
     def apply(self, gradients, clip_factor, learning_rate, theta_copy):
         """theta <- RMSProp(theta, clip_factor * gradients); theta_copy <- the new theta, in the same pass."""
         _rmsprop_step(
-            flat_views(self.parameters),
-            flat_views(self.mean_squares),
+            self._flat_parameters,
+            self._flat_mean_squares,
             flat_views(np.asarray(gradient) for gradient in gradients),
             flat_views(theta_copy),
             clip_factor,
@@ -271,7 +273,13 @@ class SharedRMSProp:
 
 
 def flat_views(arrays):
-    return tuple(array.reshape(-1) for array in arrays)
+    """1-D views of C-contiguous arrays; anything else would be a copy, and writes to it lost."""
+    views = []
+    for array in arrays:
+        if not array.flags.c_contiguous:
+            raise ValueError(f"expected a C-contiguous array, got strides {array.strides}")
+        views.append(array.reshape(-1))
+    return tuple(views)
 
 
 # One call for all layers: each call out of Python lets the other threads take

@@ -125,7 +125,7 @@ def test_a_gradient_moves_theta_and_the_applying_threads_theta_prime_only():
     assert same(snapshot(shared.target.arrays), before_target)
     shared.update_target()
     assert same(snapshot(shared.target.arrays), snapshot(shared.theta))
-    np.testing.assert_allclose(worker.max_target_q(states[:1]), target_q(shared, states[:1]), rtol=1e-5, atol=1e-6)
+    assert_q_close(worker.max_target_q(states[:1]), target_q(shared, states[:1]))
 
 
 def test_a_short_segment_updates_theta_by_its_own_states_only():
@@ -162,6 +162,25 @@ def test_a_short_segment_updates_theta_by_its_own_states_only():
     for updated, expected in zip(snapshot(shared.theta), expected_theta):
         np.testing.assert_allclose(updated, expected, rtol=1e-4, atol=1e-6)
 
+def test_the_next_gradient_is_taken_at_the_theta_prime_the_update_wrote():
+    """theta' reaches TensorFlow as tensors on the arrays the update writes: no stale copy."""
+    shared, worker = make_learner(async_q_nstep, "--learning_rate", "0.01")
+    rng = np.random.default_rng(1)
+    states = rng.integers(0, 256, (5, 84, 84, 4), dtype=np.uint8)
+    actions, targets = [0, 1, 2, 1, 0], np.full(5, 10.0, np.float32)
+    worker.apply_gradient_and_sync(states, actions, targets)
+    first_loss = worker.loss_sum
+
+    network = build_network(num_actions=3)
+    network.set_weights(worker.local.arrays)
+    q_taken = network(states).numpy()[np.arange(5), actions]
+    expected_loss = float(np.sum((targets - q_taken) ** 2))
+    worker.apply_gradient_and_sync(states, actions, targets)
+
+    np.testing.assert_allclose(worker.loss_sum - first_loss, expected_loss, rtol=1e-4)
+    assert not np.isclose(first_loss, expected_loss, rtol=1e-3), "the update moved the loss, so this tells them apart"
+
+
 class Recorder:
     """Wraps a worker's gradient and target calls to keep what the algorithm passed them."""
 
@@ -193,6 +212,16 @@ def target_q(shared, states):
     return network(states).numpy().max(axis=1)
 
 
+def assert_q_close(actual, expected):
+    """Q-values from two float32 computations (XLA or NumPy against Keras) agree.
+
+    Relative to 1e-5, and within 1e-7 absolutely: a Q-value near zero
+    (-0.00091 once) differed by 1e-8 between them, which fails a purely
+    relative tolerance. Using another network shifts them by ~1e-2.
+    """
+    np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-7)
+
+
 def test_n_step_segments_bootstrap_from_the_target_network_except_at_terminal_states():
     # Catch lasts 9 steps: a 5-step segment that bootstraps, then 4 steps ending terminal.
     shared, worker = make_learner(async_q_nstep, "--learning_rate", "0.01", "--target_network_update_frequency", "1000000")
@@ -202,7 +231,7 @@ def test_n_step_segments_bootstrap_from_the_target_network_except_at_terminal_st
     (states1, _, targets1, bootstrap1), (states2, _, targets2, bootstrap2) = recorder.calls
     assert len(states1) == 5 and len(states2) == 4
     expected1 = GAMMA ** np.arange(5, 0, -1) * target_q(shared, bootstrap1)[0]
-    np.testing.assert_allclose(targets1, expected1, rtol=1e-5, atol=1e-6)
+    assert_q_close(targets1, expected1)
     assert bootstrap2 is None, "a terminal state must not bootstrap"
     final_reward = targets2[-1]
     assert final_reward in (-1.0, 1.0)
@@ -219,7 +248,7 @@ def test_n_step_truncation_bootstraps():
     (states, _, targets, bootstrap), = recorder.calls
     assert len(states) == 3 and bootstrap is not None
     expected = GAMMA ** np.arange(3, 0, -1) * target_q(shared, bootstrap)[0]
-    np.testing.assert_allclose(targets, expected, rtol=1e-5, atol=1e-6)
+    assert_q_close(targets, expected)
 
 
 def test_one_step_targets_use_the_target_network_and_stop_at_terminal_states():
@@ -229,7 +258,7 @@ def test_one_step_targets_use_the_target_network_and_stop_at_terminal_states():
 
     (states, _, targets, next_states), = recorder.calls
     assert len(states) == 9, "a terminal state applies the accumulated gradient early"
-    np.testing.assert_allclose(targets[:-1], GAMMA * target_q(shared, next_states)[:-1], rtol=1e-5, atol=1e-6)
+    assert_q_close(targets[:-1], GAMMA * target_q(shared, next_states)[:-1])
     assert targets[-1] in (-1.0, 1.0)
 
 
@@ -248,4 +277,4 @@ def test_the_target_network_moves_only_at_its_interval():
     assert not same(snapshot(shared.target.arrays), first_target)
     # the one-state bootstrap (NumPy) follows the new target network too
     state = recorder.calls[-1][0][:1]
-    np.testing.assert_allclose(worker.max_target_q(state), target_q(shared, state), rtol=1e-5, atol=1e-6)
+    assert_q_close(worker.max_target_q(state), target_q(shared, state))
