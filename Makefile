@@ -2,7 +2,7 @@
 # Each creates the virtual environment .venv on first use and reuses it after.
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
-GAME ?= SpaceInvaders-v0
+GAME ?= SpaceInvadersNoFrameskip-v4
 ARGS ?=
 
 .PHONY: train test clean

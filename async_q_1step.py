@@ -14,6 +14,9 @@ gradient of the summed loss over the steps since the last update: one
 batched call is exact. The paper updates every 5 steps (I_AsyncUpdate); the
 seed's default, kept here, is 32.
 
+A state is terminal at game over and, with --episodic_life (the default), at
+a lost life, after which the game goes on; a time-limit cut bootstraps.
+
     python async_q_1step.py --game BreakoutNoFrameskip-v4 --num_actor_threads 4
     python async_q_1step.py --game BreakoutNoFrameskip-v4 --testing
 """
@@ -69,7 +72,7 @@ def actor_learner(worker, shared, args):
         if rt.crossed(old_T, T, args.target_network_update_frequency):
             shared.update_target()
         if episode_over:
-            state = worker.reset()
+            state = worker.reset()  # a new game, or the same one after a lost life
 
 
 if __name__ == "__main__":

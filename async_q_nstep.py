@@ -12,6 +12,9 @@ Each actor-learner thread starts with theta' <- theta (its local network), then 
 theta' does not change during a segment, so the per-step gradients the paper
 accumulates sum to one gradient of the summed loss: one batched call is exact.
 
+A state is terminal at game over and, with --episodic_life (the default), at
+a lost life, after which the game goes on; a time-limit cut bootstraps.
+
     python async_q_nstep.py --game BreakoutNoFrameskip-v4 --num_actor_threads 4
     python async_q_nstep.py --game BreakoutNoFrameskip-v4 --testing
 """
@@ -62,7 +65,7 @@ def actor_learner(worker, shared, args):
         if rt.crossed(old_T, T, args.target_network_update_frequency):
             shared.update_target()
         if terminated or truncated:
-            state = worker.reset()
+            state = worker.reset()  # a new game, or the same one after a lost life
 
 
 if __name__ == "__main__":

@@ -68,7 +68,7 @@ def common_parser(description, default_experiment):
     )
     add = parser.add_argument
     add("--experiment", default=default_experiment, help="name of the run: its summary and checkpoint folder")
-    add("--game", default="SpaceInvaders-v0", help="gymnasium id of the game, e.g. BreakoutNoFrameskip-v4")
+    add("--game", default="SpaceInvadersNoFrameskip-v4", help="gymnasium id of the game, e.g. BreakoutNoFrameskip-v4")
     add("--num_actor_threads", type=int, default=16, help="actor-learner threads, each with its own emulator")
     add("--T_max", type=int, default=20_000_000, help="agent steps over all threads before training stops")
     add("--learning_rate", type=float, default=1e-4, help="initial RMSProp learning rate")
@@ -110,6 +110,19 @@ def common_parser(description, default_experiment):
     )
     add("--agent_history_length", type=int, default=4, help="frames stacked into one state")
     add(
+        "--noop_max",
+        type=int,
+        default=30,
+        help="each training game starts with 0 to this many no-op frames, drawn at random; 0: none",
+    )
+    add(
+        "--episodic_life",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="a lost life ends the episode for learning (no bootstrap) while the game goes on; "
+        "scores are logged per game",
+    )
+    add(
         "--env_backend",
         choices=("auto", "gymnasium", "ale_vector"),
         default="auto",
@@ -135,7 +148,7 @@ def common_parser(description, default_experiment):
     add("--checkpoint_file", default=None, help="checkpoint to evaluate; default: the experiment's latest")
     add("--num_eval_episodes", type=int, default=30, help="episodes played by --testing")
     add("--eval_epsilon", type=float, default=0.05, help="exploration rate while testing")
-    add("--eval_noop_max", type=int, default=30, help="up to this many no-op actions start each test episode")
+    add("--eval_noop_max", type=int, default=30, help="each test episode starts with 0 to this many no-op frames, drawn at random")
     add(
         "--eval_max_episode_frames",
         type=int,
@@ -181,8 +194,9 @@ def validate_args(args):
         raise UsageError(f"--decay_rate_RMSProp must be in [0, 1), got {args.decay_rate_RMSProp}")
     if not 0 < args.gamma <= 1:
         raise UsageError(f"--gamma must be in (0, 1], got {args.gamma}")
-    if args.eval_noop_max < 0:
-        raise UsageError(f"--eval_noop_max must be 0 or more, got {args.eval_noop_max}")
+    for name in ("noop_max", "eval_noop_max"):
+        if getattr(args, name) < 0:
+            raise UsageError(f"--{name} must be 0 or more, got {getattr(args, name)}")
     for value in (args.eval_epsilon, *args.final_epsilon_choices):
         if not 0 <= value <= 1:
             raise UsageError(f"exploration rates must be in [0, 1], got {value}")
@@ -463,6 +477,7 @@ class ActorLearner:
         self.final_epsilon = draw_final_epsilon(
             self.rng, args.final_epsilon_choices, args.final_epsilon_choice_probabilities
         )
+        self.episodic_life = args.episodic_life
         self.env = make_training_env(args, render=render)
         self.frames_per_step = atari_wrapper.frames_per_step(self.env)
         self.local = Parameters(shared.theta)  # theta'
@@ -486,7 +501,8 @@ class ActorLearner:
         self.loss_sum = 0.0  # written by this thread only; the driver reads differences
         self.loss_count = 0
         self._episode_seed = args.seed * 1000 + index
-        self._score, self._length, self._max_q_sum = 0.0, 0, 0.0  # the running episode's
+        self._score, self._length, self._max_q_sum = 0.0, 0, 0.0  # the running game's
+        self._state, self._lives, self._game_over = None, 0, True
 
     # -- acting ---------------------------------------------------------------
 
@@ -502,17 +518,30 @@ class ActorLearner:
         return int(q.argmax())
 
     def reset(self):
-        seed, self._episode_seed = self._episode_seed, None  # seed the first episode only
-        state, _ = self.env.reset(seed=seed)
+        """Start the next episode: a new game, or after a lost life (--episodic_life) the same game going on."""
+        if not self._game_over:
+            return self._state
+        seed, self._episode_seed = self._episode_seed, None  # seed the first game only
+        self._state, info = self.env.reset(seed=seed)
+        self._lives, self._game_over = info.get("lives", 0), False
         self._score, self._length, self._max_q_sum = 0.0, 0, 0.0
-        return state
+        return self._state
 
     def step(self, action):
-        """Step the emulator; keep the episode's score, and report it when it ends."""
-        state, reward, terminated, truncated, _ = self.env.step(action)
+        """Step the emulator: (next state, reward, terminated, truncated), as the learner sees them.
+
+        terminated: the game is over or, with --episodic_life, a life was
+        lost; no bootstrap either way. truncated: the time limit cut the game
+        (it bootstraps). The score, length and mean max-Q reported to the
+        logs are the whole game's, over all its lives.
+        """
+        state, reward, game_over, truncated, info = self.env.step(action)
+        lives = info.get("lives", 0)
+        life_lost, self._lives = lives < self._lives, lives
+        self._state, self._game_over = state, game_over or truncated
         self._score += reward
         self._length += 1
-        if terminated or truncated:
+        if self._game_over:
             self.shared.episodes.put(
                 EpisodeRecord(
                     self.index,
@@ -523,7 +552,7 @@ class ActorLearner:
                     self.epsilon(),
                 )
             )
-            self._score, self._length, self._max_q_sum = 0.0, 0, 0.0
+        terminated = game_over or (self.episodic_life and life_lost)
         return state, reward, terminated, truncated
 
     # -- learning -------------------------------------------------------------
@@ -564,9 +593,9 @@ def make_training_env(args, render=False):
         args.env_backend == "auto" and not render and atari_wrapper.vector_env_settings(args.game) is not None
     )
     if use_vector:
-        return atari_wrapper.VectorAtariEnv(args.game, args.agent_history_length)
+        return atari_wrapper.VectorAtariEnv(args.game, args.agent_history_length, noop_max=args.noop_max)
     return atari_wrapper.make_env(
-        args.game, args.agent_history_length, render_mode="human" if render else None
+        args.game, args.agent_history_length, noop_max=args.noop_max, render_mode="human" if render else None
     )
 
 
@@ -992,7 +1021,7 @@ def evaluate(args):
         video_dir=args.record_video,
     )
     rng = np.random.default_rng(args.seed)
-    scores = []
+    scores, noop_frames, episode_frames = [], [], []
     print(f"testing {path} on {args.game}: {args.num_eval_episodes} episodes, epsilon {args.eval_epsilon}")
     for episode in range(args.num_eval_episodes):
         state, _ = env.reset(seed=args.seed + episode)
@@ -1006,6 +1035,8 @@ def evaluate(args):
             score += reward
             done = terminated or truncated
         scores.append(score)
+        noop_frames.append(env.noop_frames)
+        episode_frames.append(env.episode_frames)
         print(f"episode {episode + 1}/{args.num_eval_episodes}: score {score:g}", flush=True)
     env.close()
     summary = {
@@ -1017,6 +1048,8 @@ def evaluate(args):
         "mean": float(np.mean(scores)),
         "median": float(np.median(scores)),
         "std": float(np.std(scores)),
+        "noop_frames": noop_frames,  # no-op frames that started each episode
+        "episode_frames": episode_frames,  # frames played after them
     }
     print(f"mean score {summary['mean']:.2f} ± {summary['std']:.2f} (median {summary['median']:g})")
     with open(f"{path}.eval.json", "w") as file:

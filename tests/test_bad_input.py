@@ -28,6 +28,8 @@ GAME = ["--game", "Catch-v0"]
         ([*GAME, "--final_epsilon_choice_probabilities", "0.5", "0.3", "0.3"], r"sum to 1"),
         ([*GAME, "--final_epsilon_choices", "0.1", "2", "0.5"], r"exploration rates must be in \[0, 1\]"),
         ([*GAME, "--eval_epsilon", "-0.1"], r"exploration rates must be in \[0, 1\]"),
+        ([*GAME, "--noop_max", "-1"], r"--noop_max must be 0 or more, got -1"),
+        ([*GAME, "--eval_noop_max", "-3"], r"--eval_noop_max must be 0 or more, got -3"),
         ([*GAME, "--env_backend", "ale_vector"], r"cannot run Catch-v0"),
         ([*GAME, "--num_actor_threads", "many"], r"invalid int value: 'many'"),
     ],

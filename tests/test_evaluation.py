@@ -31,9 +31,22 @@ def test_testing_reports_each_episode_and_the_summary(trained, tmp_path):
 
 def test_record_video_writes_one_mp4_per_episode(trained, tmp_path):
     videos = tmp_path / "videos"
-    # No no-op starts: 30 no-ops outlast a 9-step Catch episode, and each restart would be filmed.
-    run_script("async_q_nstep.py", *CATCH, "--testing", "--num_eval_episodes", "2", "--eval_noop_max", "0",
-               "--record_video", videos, *trained)
+    run_script("async_q_nstep.py", *CATCH, "--testing", "--num_eval_episodes", "2", "--record_video", videos, *trained)
     files = sorted(videos.glob("*.mp4"))
     assert len(files) == 2
     assert all(path.stat().st_size > 1000 for path in files)
+
+
+def test_testing_starts_with_0_to_eval_noop_max_noops_and_cuts_at_the_frame_cap(run_dirs, tmp_path):
+    """On Breakout: each episode's no-op frames lie in 0..eval_noop_max and vary; every episode of a
+    barely trained agent (it cannot lose 5 lives in 400 frames) is cut at exactly the cap."""
+    breakout = ["--game", "BreakoutNoFrameskip-v4", "--experiment", "eval"]
+    run_script("async_q_nstep.py", *breakout, "--num_actor_threads", "1", "--T_max", "100", *run_dirs)
+    run_script(
+        "async_q_nstep.py", *breakout, "--testing", "--num_eval_episodes", "12", "--eval_noop_max", "30",
+        "--eval_max_episode_frames", "400", *run_dirs,
+    )
+    report = json.loads(next((tmp_path / "checkpoints" / "eval").glob("*.eval.json")).read_text())
+    assert all(0 <= noops <= 30 for noops in report["noop_frames"])
+    assert len(set(report["noop_frames"])) >= 4
+    assert report["episode_frames"] == [400] * 12

@@ -278,3 +278,131 @@ def test_the_target_network_moves_only_at_its_interval():
     # the one-state bootstrap (NumPy) follows the new target network too
     state = recorder.calls[-1][0][:1]
     assert_q_close(worker.max_target_q(state), target_q(shared, state))
+
+
+@pytest.mark.parametrize("script", [async_q_nstep, async_q_1step], ids=["n-step", "1-step"])
+def test_theta_minus_is_theta_after_each_crossing_and_still_between(script):
+    """Right after the update whose T crosses a multiple of the interval, theta-minus equals theta;
+    at every other update it stays as it was."""
+    interval = 7
+    shared, worker = make_learner(
+        script, "--learning_rate", "0.01", "--target_network_update_frequency", str(interval),
+        *(["--async_update_frequency", "5"] if script is async_q_1step else []),
+    )
+    seen = []  # (T, theta, theta-minus) as each update begins: what the previous iteration left
+    apply_gradient = worker.apply_gradient_and_sync
+
+    def recording_apply_gradient(states, actions, targets):
+        seen.append((shared.T.value, snapshot(shared.theta), snapshot(shared.target.arrays)))
+        apply_gradient(states, actions, targets)
+        if len(seen) == 12:
+            shared.stop_event.set()
+
+    worker.apply_gradient_and_sync = recording_apply_gradient
+    script.actor_learner(worker, shared, shared.args)
+
+    crossings = 0
+    for (old_T, _, old_target), (T, theta, target) in zip(seen, seen[1:]):
+        if rt.crossed(old_T, T, interval):
+            crossings += 1
+            assert same(target, theta), f"theta-minus is not theta after T {old_T} -> {T}"
+        else:
+            assert same(target, old_target), f"theta-minus moved between crossings, T {old_T} -> {T}"
+        assert not same(target, old_target) or not rt.crossed(old_T, T, interval), "theta did not move"
+    assert crossings >= 3
+
+
+def test_one_step_truncation_bootstraps():
+    """A time-limit cut ends 1-step Q's batch, and even its last target bootstraps from theta-minus."""
+    shared, worker = make_learner(async_q_1step, "--target_network_update_frequency", "1000000", batch_size=32)
+    worker.env = gym.wrappers.TimeLimit(worker.env, max_episode_steps=3)
+    recorder = Recorder(worker, segments=1)
+    async_q_1step.actor_learner(worker, shared, shared.args)
+
+    (states, _, targets, next_states), = recorder.calls
+    assert len(states) == 3, "the cut applies the accumulated gradient early"
+    assert_q_close(targets, GAMMA * target_q(shared, next_states))
+    assert targets[-1] != 0.0
+
+
+class GameLog:
+    """Wraps a worker's emulator and learner calls to keep one game's story, then stops the run.
+
+    A random game of Breakout lasts some 200 steps; a run that loses track of
+    game over (a game reset at each lost life never ends) stops at max_steps.
+    """
+
+    max_steps = 3000
+
+    def __init__(self, worker):
+        self.rewards, self.terminated, self.truncated, self.lives = [], [], [], []
+        self.resets_at = []  # emulator steps played before each reset
+        self.bootstraps = []  # per update: did it bootstrap its last state?
+        self.records = []
+        shared, env = worker.shared, worker.env
+        env_reset, env_step = env.reset, env.step
+        max_target_q, apply_gradient = worker.max_target_q, worker.apply_gradient_and_sync
+        self._bootstrapped = False
+
+        def reset(**kwargs):
+            self.resets_at.append(len(self.lives))
+            return env_reset(**kwargs)
+
+        def step(action):
+            result = env_step(action)
+            self.lives.append(int(result[4]["lives"]))
+            return result
+
+        def recording_max_target_q(states):
+            self._bootstrapped = True
+            return max_target_q(states)
+
+        def recording_apply_gradient(states, actions, targets):
+            self.bootstraps.append(self._bootstrapped)
+            self._bootstrapped = False
+            apply_gradient(states, actions, targets)
+            while not shared.episodes.empty():
+                self.records.append(shared.episodes.get())
+                shared.stop_event.set()  # one game is the story
+            if len(self.lives) >= self.max_steps:
+                shared.stop_event.set()
+
+        worker_step = worker.step
+
+        def learner_step(action):
+            next_state, reward, terminated, truncated = worker_step(action)
+            self.rewards.append(reward)
+            self.terminated.append(terminated)
+            self.truncated.append(truncated)
+            return next_state, reward, terminated, truncated
+
+        env.reset, env.step = reset, step
+        worker.max_target_q, worker.apply_gradient_and_sync, worker.step = (
+            recording_max_target_q, recording_apply_gradient, learner_step,
+        )
+
+
+@pytest.mark.parametrize("episodic_life", [True, False], ids=["episodic-life", "no-episodic-life"])
+def test_a_lost_life_ends_the_episode_for_learning_but_not_the_game(episodic_life):
+    """With --episodic_life, each of Breakout's 5 lives ends in a terminal state (no bootstrap),
+    the emulator is reset only at game over, and the one logged episode is the whole game."""
+    flag = "--episodic_life" if episodic_life else "--no-episodic_life"
+    args = async_q_nstep.parse_args(
+        ["--game", "BreakoutNoFrameskip-v4", "--num_actor_threads", "1", "--noop_max", "0", flag, "--seed", "1"]
+    )
+    shared = rt.SharedState(args, num_actions=4)
+    worker = rt.ActorLearner(0, shared, batch_size=5)
+    worker.final_epsilon = 1.0  # random play: it loses lives fast, and presses FIRE now and then
+    log = GameLog(worker)
+    async_q_nstep.actor_learner(worker, shared, args)
+
+    assert log.resets_at == [0, len(log.lives)], "the game must be reset at its start and at game over only"
+    lives_lost = sum(after < before for before, after in zip([5, *log.lives], log.lives))
+    assert lives_lost == 5 and log.lives[-1] == 0
+    terminal_updates = log.bootstraps.count(False)
+    assert sum(log.terminated) == terminal_updates == (5 if episodic_life else 1)
+    (record,) = log.records
+    assert record.length == len(log.rewards)
+    assert record.score == sum(log.rewards)
+    life_of_step = np.cumsum([0, *(after < before for before, after in zip(log.lives, log.lives[1:]))])
+    assert len({life for life, reward in zip(life_of_step, log.rewards) if reward}) >= 2, "points in one life only"

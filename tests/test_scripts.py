@@ -42,6 +42,8 @@ def test_help_documents_every_flag():
     for script, own_flag in [("async_q_nstep.py", "--num_steps_Q"), ("async_q_1step.py", "--async_update_frequency")]:
         help_text = run_script(script, "--help").stdout
         for flag in ["--experiment", "--game", "--num_actor_threads", "--T_max", "--testing", "--no-testing",
-                     "--checkpoint_file", "--final_epsilon_choices", own_flag]:
+                     "--checkpoint_file", "--final_epsilon_choices", "--noop_max", "--episodic_life",
+                     "--no-episodic_life", own_flag]:
             assert flag in help_text
         assert "(default: 16)" in help_text  # defaults are shown
+        assert "(default: SpaceInvadersNoFrameskip-v4)" in help_text  # the seed's game, the paper's protocol
