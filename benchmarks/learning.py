@@ -1,0 +1,197 @@
+"""Learning benchmark: train one recipe for a time budget, then test every checkpoint it made.
+
+    python benchmarks/learning.py --output runs/breakout_nstep --minutes 60 -- \\
+        async_q_nstep.py --game BreakoutNoFrameskip-v4 --num_actor_threads 4 \\
+        --T_max 3000000 --anneal_epsilon_timesteps 1000000 --learning_rate 1e-3
+
+1. Trains: runs the script with the flags after ``--`` (this command sets its
+   ``--experiment``, ``--summary_dir``, ``--checkpoint_dir`` and
+   ``--checkpoint_interval``) until ``--minutes`` of wall-clock time have
+   passed (then SIGTERM: the script saves a checkpoint and exits) or the
+   script reaches its own ``--T_max``. It checkpoints every
+   ``--checkpoint_minutes``; the script keeps its last 5, so each one is
+   copied to ``OUTPUT/kept`` once TensorFlow's index names it (complete).
+2. Tests each kept checkpoint with the script's own ``--testing``: the
+   papers' protocol (up to 30 no-op frames, epsilon 0.05, 18,000-frame cap),
+   ``--eval_episodes`` episodes each and ``--final_eval_episodes`` for the last.
+3. Writes ``OUTPUT/learning.json`` (per checkpoint: T, emulator frames,
+   minutes of training, the training mean score of the last 100 games, the
+   test mean ± std) and ``OUTPUT/learning.png`` (both against minutes).
+
+``--evaluate_only`` redoes steps 2 and 3 on an OUTPUT that has a run.
+The minutes are the measurement: run nothing else heavy beside it.
+"""
+
+import argparse
+import glob
+import importlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+import atari_wrapper  # noqa: E402
+from plot_curves import load_scores  # noqa: E402
+
+EXPERIMENT = "learning"
+TRAINING_MEAN_GAMES = 100
+POLL_SECONDS = 10
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--output", required=True, help="folder for the run, its checkpoints, JSON and PNG")
+    parser.add_argument("--minutes", type=float, default=60.0, help="wall-clock budget of the training run")
+    parser.add_argument("--checkpoint_minutes", type=float, default=10.0, help="minutes between checkpoints")
+    parser.add_argument("--eval_episodes", type=int, default=10, help="test episodes per checkpoint")
+    parser.add_argument("--final_eval_episodes", type=int, default=30, help="test episodes of the last checkpoint")
+    parser.add_argument("--evaluate_only", action="store_true", help="test and report an existing run in OUTPUT")
+    parser.add_argument("script", help="async_q_nstep.py or async_q_1step.py")
+    parser.add_argument("flags", nargs=argparse.REMAINDER, help="the script's flags: the recipe")
+    options = parser.parse_args(argv)
+    script = os.path.join(ROOT, options.script)
+    if not os.path.isfile(script):
+        parser.error(f"no script {options.script} in {ROOT}")
+    flags = [flag for flag in options.flags if flag != "--"]
+    args = importlib.import_module(os.path.splitext(os.path.basename(script))[0]).parse_args(flags)
+    run_flags = [
+        *flags,
+        "--experiment", EXPERIMENT,
+        "--summary_dir", os.path.join(options.output, "summaries"),
+        "--checkpoint_dir", os.path.join(options.output, "checkpoints"),
+    ]
+    kept = os.path.join(options.output, "kept")
+    if not options.evaluate_only:
+        if os.path.isdir(options.output) and os.listdir(options.output):
+            parser.error(f"{options.output} already holds files: pick another --output, or pass --evaluate_only")
+        os.makedirs(kept)
+        train(script, [*run_flags, "--checkpoint_interval", str(options.checkpoint_minutes * 60)], options, kept)
+    checkpoints = sorted(kept_checkpoints(kept), key=checkpoint_number)
+    if not checkpoints:
+        sys.exit(f"error: no checkpoint in {kept}")
+    for path in checkpoints:
+        episodes = options.final_eval_episodes if path == checkpoints[-1] else options.eval_episodes
+        if not os.path.exists(f"{path}.eval.json") or json.load(open(f"{path}.eval.json"))["episodes"] != episodes:
+            subprocess.run(
+                [sys.executable, script, *run_flags, "--testing", "--checkpoint_file", path,
+                 "--num_eval_episodes", str(episodes)],
+                check=True, stdout=subprocess.DEVNULL, cwd=ROOT,
+            )
+    report = summarise(options, args, checkpoints)
+    with open(os.path.join(options.output, "learning.json"), "w") as file:
+        json.dump(report, file, indent=2)
+    plot(report, os.path.join(options.output, "learning.png"))
+    for row in report["checkpoints"]:
+        print(
+            f"{row['minutes']:5.1f} min  T {row['T']:>10,}  frames {row['frames']:>11,}  "
+            f"training {row['training_mean']:6.2f}  test {row['test_mean']:6.2f} ± {row['test_std']:.2f} "
+            f"(median {row['test_median']:g}, {row['test_episodes']} episodes)"
+        )
+
+
+def train(script, flags, options, kept):
+    """Run the script for the budget, copying each complete checkpoint to ``kept``."""
+    log_path = os.path.join(options.output, "train.log")
+    checkpoint_dir = os.path.join(options.output, "checkpoints", EXPERIMENT)
+    with open(log_path, "w") as log:
+        log.write(f"{' '.join([sys.executable, script, *flags])}\n")
+        log.flush()
+        process = subprocess.Popen([sys.executable, script, *flags], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        deadline = time.monotonic() + options.minutes * 60
+        while process.poll() is None:
+            if time.monotonic() >= deadline:
+                process.send_signal(signal.SIGTERM)  # the script saves a last checkpoint
+                process.wait()
+                break
+            time.sleep(POLL_SECONDS)
+            copy_complete_checkpoints(checkpoint_dir, kept)
+    copy_complete_checkpoints(checkpoint_dir, kept)
+    if process.returncode not in (0, 128 + signal.SIGTERM):
+        sys.exit(f"error: training exited {process.returncode}; see {log_path}")
+
+
+def copy_complete_checkpoints(checkpoint_dir, kept):
+    index = os.path.join(checkpoint_dir, "checkpoint")
+    if not os.path.exists(index):
+        return
+    for prefix in re.findall(r'all_model_checkpoint_paths: "([^"]+)"', open(index).read()):
+        prefix = os.path.join(checkpoint_dir, os.path.basename(prefix))
+        if os.path.exists(os.path.join(kept, os.path.basename(prefix) + ".index")):
+            continue
+        for path in glob.glob(prefix + ".*"):  # .index last: a kept .index means the files are all there
+            if not path.endswith(".index"):
+                shutil.copy2(path, kept)
+        shutil.copy2(prefix + ".index", kept)
+
+
+def kept_checkpoints(kept):
+    return [path[: -len(".index")] for path in glob.glob(os.path.join(kept, "ckpt-*.index"))]
+
+
+def checkpoint_number(path):
+    return int(path.rsplit("-", 1)[1])
+
+
+def summarise(options, args, checkpoints):
+    T, seconds, scores = load_scores(os.path.join(options.output, "summaries", EXPERIMENT))
+    env = atari_wrapper.make_env(args.game)
+    frames_per_step = atari_wrapper.frames_per_step(env)
+    env.close()
+    rows = []
+    for path in checkpoints:
+        step = checkpoint_number(path)
+        played = T <= step
+        test = json.load(open(f"{path}.eval.json"))
+        rows.append({
+            "checkpoint": os.path.basename(path),
+            "T": step,
+            "frames": int(step * frames_per_step),
+            "minutes": float(seconds[played][-1] / 60) if played.any() else 0.0,
+            "games": int(played.sum()),
+            "training_mean": float(np.mean(scores[played][-TRAINING_MEAN_GAMES:])) if played.any() else None,
+            "test_mean": test["mean"],
+            "test_std": test["std"],
+            "test_median": test["median"],
+            "test_episodes": test["episodes"],
+        })
+    curve_minutes = (seconds / 60).tolist()
+    running = [float(np.mean(scores[max(0, i + 1 - TRAINING_MEAN_GAMES): i + 1])) for i in range(len(scores))]
+    return {
+        "game": args.game,
+        "script": options.script,
+        "recipe": " ".join(flag for flag in options.flags if flag != "--"),
+        "checkpoints": rows,
+        "training_curve": {"minutes": curve_minutes, "mean_of_last_100": running},
+    }
+
+
+def plot(report, path):
+    figure = Figure(figsize=(7, 4.5), layout="constrained")
+    axes = figure.subplots()
+    curve = report["training_curve"]
+    axes.plot(curve["minutes"], curve["mean_of_last_100"], label="training: mean of the last 100 games")
+    rows = report["checkpoints"]
+    axes.errorbar(
+        [row["minutes"] for row in rows], [row["test_mean"] for row in rows], yerr=[row["test_std"] for row in rows],
+        fmt="o", capsize=4, label="--testing: mean ± std (no-op starts, epsilon 0.05)",
+    )
+    axes.set_xlabel("minutes of training")
+    axes.set_ylabel("score per game")
+    axes.set_title(f"{report['game']}, {report['script']}", fontsize=10)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8, loc="upper left")
+    figure.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    main()
