@@ -148,7 +148,12 @@ def common_parser(description, default_experiment):
     add("--checkpoint_file", default=None, help="checkpoint to evaluate; default: the experiment's latest")
     add("--num_eval_episodes", type=int, default=30, help="episodes played by --testing")
     add("--eval_epsilon", type=float, default=0.05, help="exploration rate while testing")
-    add("--eval_noop_max", type=int, default=30, help="each test episode starts with 0 to this many no-op frames, drawn at random")
+    add(
+        "--eval_noop_max",
+        type=int,
+        default=30,
+        help="each test episode starts with 0 to this many no-op frames, drawn at random",
+    )
     add(
         "--eval_max_episode_frames",
         type=int,

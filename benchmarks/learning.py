@@ -81,12 +81,15 @@ def main(argv=None):
         sys.exit(f"error: no checkpoint in {kept}")
     for path in checkpoints:
         episodes = options.final_eval_episodes if path == checkpoints[-1] else options.eval_episodes
-        if not os.path.exists(f"{path}.eval.json") or json.load(open(f"{path}.eval.json"))["episodes"] != episodes:
-            subprocess.run(
-                [sys.executable, script, *run_flags, "--testing", "--checkpoint_file", path,
-                 "--num_eval_episodes", str(episodes)],
-                check=True, stdout=subprocess.DEVNULL, cwd=ROOT,
-            )
+        if os.path.exists(f"{path}.eval.json") and read_json(f"{path}.eval.json")["episodes"] == episodes:
+            continue  # tested already (--evaluate_only again)
+        tested = subprocess.run(
+            [sys.executable, script, *run_flags, "--testing", "--checkpoint_file", path,
+             "--num_eval_episodes", str(episodes)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        )
+        if tested.returncode != 0:
+            sys.exit(f"error: --testing {path} exited {tested.returncode}: {tested.stderr.strip().splitlines()[-1:]}")
     report = summarise(options, args, checkpoints)
     with open(os.path.join(options.output, "learning.json"), "w") as file:
         json.dump(report, file, indent=2)
@@ -124,7 +127,9 @@ def copy_complete_checkpoints(checkpoint_dir, kept):
     index = os.path.join(checkpoint_dir, "checkpoint")
     if not os.path.exists(index):
         return
-    for prefix in re.findall(r'all_model_checkpoint_paths: "([^"]+)"', open(index).read()):
+    with open(index) as file:
+        prefixes = re.findall(r'all_model_checkpoint_paths: "([^"]+)"', file.read())
+    for prefix in prefixes:
         prefix = os.path.join(checkpoint_dir, os.path.basename(prefix))
         if os.path.exists(os.path.join(kept, os.path.basename(prefix) + ".index")):
             continue
@@ -132,6 +137,11 @@ def copy_complete_checkpoints(checkpoint_dir, kept):
             if not path.endswith(".index"):
                 shutil.copy2(path, kept)
         shutil.copy2(prefix + ".index", kept)
+
+
+def read_json(path):
+    with open(path) as file:
+        return json.load(file)
 
 
 def kept_checkpoints(kept):
@@ -151,7 +161,7 @@ def summarise(options, args, checkpoints):
     for path in checkpoints:
         step = checkpoint_number(path)
         played = T <= step
-        test = json.load(open(f"{path}.eval.json"))
+        test = read_json(f"{path}.eval.json")
         rows.append({
             "checkpoint": os.path.basename(path),
             "T": step,

@@ -94,7 +94,13 @@ def test_state_shape_dtype_and_observation_space(closing, game, history):
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"agent_history_length": 0}, {"frame_skip": 0}, {"frame_skip": (3, 3)}, {"noop_max": -1}, {"max_episode_frames": 0}],
+    [
+        {"agent_history_length": 0},
+        {"frame_skip": 0},
+        {"frame_skip": (3, 3)},
+        {"noop_max": -1},
+        {"max_episode_frames": 0},
+    ],
     ids=lambda k: f"{next(iter(k))}={next(iter(k.values()))}",
 )
 def test_invalid_wrapper_settings_raise_value_error(kwargs):
