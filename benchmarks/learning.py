@@ -46,6 +46,7 @@ from plot_curves import load_scores  # noqa: E402
 EXPERIMENT = "learning"
 TRAINING_MEAN_GAMES = 100
 POLL_SECONDS = 10
+CURVE_POINTS = 500  # of the training curve in the JSON
 
 
 def main(argv=None):
@@ -174,14 +175,18 @@ def summarise(options, args, checkpoints):
             "test_median": test["median"],
             "test_episodes": test["episodes"],
         })
-    curve_minutes = (seconds / 60).tolist()
-    running = [float(np.mean(scores[max(0, i + 1 - TRAINING_MEAN_GAMES): i + 1])) for i in range(len(scores))]
+    running = np.convolve(scores, np.ones(TRAINING_MEAN_GAMES), "full")[: len(scores)]
+    running /= np.minimum(np.arange(1, len(scores) + 1), TRAINING_MEAN_GAMES)
+    shown = np.unique(np.linspace(0, len(scores) - 1, CURVE_POINTS).astype(int))  # a light JSON
     return {
         "game": args.game,
         "script": options.script,
         "recipe": " ".join(flag for flag in options.flags if flag != "--"),
         "checkpoints": rows,
-        "training_curve": {"minutes": curve_minutes, "mean_of_last_100": running},
+        "training_curve": {
+            "minutes": np.round(seconds[shown] / 60, 2).tolist(),
+            "mean_of_last_100": np.round(running[shown], 3).tolist(),
+        },
     }
 
 

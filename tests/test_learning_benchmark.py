@@ -1,30 +1,49 @@
-"""benchmarks/learning.py end to end on Catch: train for a time budget, keep every checkpoint, test each."""
+"""benchmarks/learning.py: every checkpoint kept, each tested, one report."""
 
 import json
+import sys
 
-import pytest
+import tensorflow as tf
 
-from conftest import run_script
+from conftest import ROOT, run_script
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import learning  # noqa: E402
 
 
-def test_learning_benchmark_keeps_and_tests_every_checkpoint(tmp_path):
+def test_every_complete_checkpoint_is_kept_though_the_manager_keeps_five(tmp_path):
+    """Copied after each save, 8 checkpoints of a manager that keeps 5 all stay, whole."""
+    variable = tf.Variable(0.0)
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(v=variable), tmp_path / "run", max_to_keep=5)
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    for step in range(1, 9):
+        variable.assign(float(step))
+        manager.save(checkpoint_number=step)
+        learning.copy_complete_checkpoints(str(tmp_path / "run"), str(kept))
+    assert len(manager.checkpoints) == 5
+    paths = sorted(learning.kept_checkpoints(str(kept)), key=learning.checkpoint_number)
+    assert [learning.checkpoint_number(path) for path in paths] == list(range(1, 9))
+    assert [tf.train.load_variable(path, "v/.ATTRIBUTES/VARIABLE_VALUE") for path in paths] == list(range(1, 9))
+
+
+def test_learning_benchmark_trains_tests_each_checkpoint_and_reports(tmp_path):
     output = tmp_path / "run"
     completed = run_script(
-        "benchmarks/learning.py", "--output", output, "--minutes", "0.5", "--checkpoint_minutes", "0.1",
+        "benchmarks/learning.py", "--output", output, "--minutes", "0.75", "--checkpoint_minutes", "0.1",
         "--eval_episodes", "2", "--final_eval_episodes", "3",
         "--", "async_q_nstep.py", "--game", "Catch-v0", "--num_actor_threads", "1", "--summary_interval", "1",
         timeout=400,
     )
     report = json.loads((output / "learning.json").read_text())
     rows = report["checkpoints"]
-    # Checkpoints every 6 s of a 30 s run: more than the script's own 5 are kept.
-    assert len(rows) >= 6
+    assert len(rows) >= 2  # a checkpoint every 6 s, and the last one at SIGTERM
     assert len(list((output / "kept").glob("ckpt-*.index"))) == len(rows)
-    assert [row["T"] for row in rows] == sorted(row["T"] for row in rows)
+    assert [row["T"] for row in rows] == sorted({row["T"] for row in rows})
     assert [row["test_episodes"] for row in rows] == [2] * (len(rows) - 1) + [3]
     assert all(row["frames"] == row["T"] for row in rows)  # Catch: one frame a step
-    assert rows[-1]["minutes"] == pytest.approx(0.5, abs=0.15)
-    assert all(-1 <= row["test_mean"] <= 1 and row["training_mean"] is not None for row in rows[1:])
+    assert 0 < rows[-1]["minutes"] <= 0.75 + 0.1  # stopped at the budget
+    assert all(-1 <= row["test_mean"] <= 1 for row in rows)
     assert (output / "learning.png").stat().st_size > 10_000
     assert f"T {rows[-1]['T']:>10,}" in completed.stdout
 
