@@ -60,6 +60,11 @@ def main(argv=None):
     parser.add_argument("script", help="async_q_nstep.py or async_q_1step.py")
     parser.add_argument("flags", nargs=argparse.REMAINDER, help="the script's flags: the recipe")
     options = parser.parse_args(argv)
+    for name in ("minutes", "checkpoint_minutes", "eval_episodes", "final_eval_episodes"):
+        if not getattr(options, name) > 0:
+            parser.error(f"--{name} must be positive, got {getattr(options, name)}")
+    # The script runs with the project as its working folder: give it absolute paths.
+    options.output = os.path.abspath(options.output)
     script = os.path.join(ROOT, options.script)
     if not os.path.isfile(script):
         parser.error(f"no script {options.script} in {ROOT}")
@@ -98,9 +103,13 @@ def main(argv=None):
     for row in report["checkpoints"]:
         print(
             f"{row['minutes']:5.1f} min  T {row['T']:>10,}  frames {row['frames']:>11,}  "
-            f"training {row['training_mean']:6.2f}  test {row['test_mean']:6.2f} ± {row['test_std']:.2f} "
+            f"training {format_score(row['training_mean'])}  test {row['test_mean']:6.2f} ± {row['test_std']:.2f} "
             f"(median {row['test_median']:g}, {row['test_episodes']} episodes)"
         )
+
+
+def format_score(score):
+    return "     -" if score is None else f"{score:6.2f}"  # None: no game had ended yet
 
 
 def train(script, flags, options, kept):

@@ -57,3 +57,14 @@ def test_learning_benchmark_refuses_to_overwrite_a_run(tmp_path):
     )
     assert completed.returncode == 2
     assert "already holds files" in completed.stderr.strip().splitlines()[-1]
+
+
+def test_learning_benchmark_refuses_a_non_positive_budget_with_one_line(tmp_path):
+    completed = run_script(
+        "benchmarks/learning.py", "--output", tmp_path / "run", "--minutes", "0",
+        "--", "async_q_nstep.py", "--game", "Catch-v0", check=False,
+    )
+    assert completed.returncode == 2
+    assert "Traceback" not in completed.stderr
+    assert completed.stderr.strip().splitlines()[-1].endswith("--minutes must be positive, got 0.0")
+    assert not (tmp_path / "run").exists(), "nothing is written before the flags are checked"
