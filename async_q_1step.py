@@ -25,18 +25,25 @@ import sys
 
 import numpy as np
 
-import async_runtime as rt
+from async_runtime import driver, flags
+from async_runtime.actor_learner import clip_reward
+from async_runtime.schedules import crossed
 
 
 def parse_args(argv=None):
-    parser = rt.common_parser(__doc__.split("\n")[0], default_experiment="async_q_1step")
+    parser = flags.common_parser(__doc__.split("\n")[0], default_experiment="async_q_1step")
     parser.add_argument(
         "--async_update_frequency",
         type=int,
         default=32,
         help="I_AsyncUpdate: agent steps between gradient applications (the paper used 5)",
     )
-    return rt.parse_args(parser, argv)
+    return flags.parse_args(parser, argv)
+
+
+def max_segment_steps(args):
+    """The most agent steps one update learns from (I_AsyncUpdate): the size of its gradient batch."""
+    return args.async_update_frequency
 
 
 def one_step_targets(rewards, terminals, next_max_q, gamma):
@@ -46,35 +53,35 @@ def one_step_targets(rewards, terminals, next_max_q, gamma):
     return rewards + gamma * not_terminal * np.asarray(next_max_q, np.float32)
 
 
-def actor_learner(worker, shared, args):
-    state = worker.reset()
-    worker.sync_local()
+def actor_learner_thread(learner, shared, args):
+    state = learner.reset()
+    learner.sync_local()
     while not shared.should_stop():
         states, actions, rewards, next_states, terminals = [], [], [], [], []
         episode_over = False
         while len(states) < args.async_update_frequency and not episode_over:
-            action = worker.act(state)
-            next_state, reward, terminated, truncated = worker.step(action)
+            action = learner.act(state)
+            next_state, reward, terminated, truncated = learner.step(action)
             states.append(state)
             actions.append(action)
-            rewards.append(rt.clip_reward(reward))
+            rewards.append(clip_reward(reward))
             next_states.append(next_state)
             # A time-limit cut (truncated) is not the end of the game: it bootstraps.
             terminals.append(terminated)
             episode_over = terminated or truncated
             state = next_state
 
-        next_max_q = worker.max_target_q(np.stack(next_states))
+        next_max_q = learner.max_target_q(np.stack(next_states))
         targets = one_step_targets(rewards, terminals, next_max_q, args.gamma)
-        worker.apply_gradient_and_sync(states, actions, targets)
+        learner.learn(states, actions, targets)
 
         old_T, T = shared.T.add(len(states))
-        if rt.crossed(old_T, T, args.target_network_update_frequency):
+        if crossed(old_T, T, args.target_network_update_frequency):
             shared.update_target()
         if episode_over:
-            state = worker.reset()  # a new game, or the same one after a lost life
+            state = learner.reset()  # a new game, or the same one after a lost life
 
 
 if __name__ == "__main__":
     arguments = parse_args()
-    sys.exit(rt.main(arguments, actor_learner, batch_size=arguments.async_update_frequency))
+    sys.exit(driver.main(arguments, actor_learner_thread, max_segment_steps(arguments)))

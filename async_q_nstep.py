@@ -23,13 +23,20 @@ import sys
 
 import numpy as np
 
-import async_runtime as rt
+from async_runtime import driver, flags
+from async_runtime.actor_learner import clip_reward
+from async_runtime.schedules import crossed
 
 
 def parse_args(argv=None):
-    parser = rt.common_parser(__doc__.split("\n")[0], default_experiment="async_q_nstep")
+    parser = flags.common_parser(__doc__.split("\n")[0], default_experiment="async_q_nstep")
     parser.add_argument("--num_steps_Q", type=int, default=5, help="t_max: agent steps per segment")
-    return rt.parse_args(parser, argv)
+    return flags.parse_args(parser, argv)
+
+
+def max_segment_steps(args):
+    """The most agent steps one update learns from (t_max): the size of its gradient batch."""
+    return args.num_steps_Q
 
 
 def n_step_returns(rewards, bootstrap_value, gamma):
@@ -42,32 +49,32 @@ def n_step_returns(rewards, bootstrap_value, gamma):
     return returns
 
 
-def actor_learner(worker, shared, args):
-    state = worker.reset()
-    worker.sync_local()
+def actor_learner_thread(learner, shared, args):
+    state = learner.reset()
+    learner.sync_local()
     while not shared.should_stop():
         states, actions, rewards = [], [], []
         terminated = truncated = False
         while len(states) < args.num_steps_Q and not (terminated or truncated):
-            action = worker.act(state)
-            next_state, reward, terminated, truncated = worker.step(action)
+            action = learner.act(state)
+            next_state, reward, terminated, truncated = learner.step(action)
             states.append(state)
             actions.append(action)
-            rewards.append(rt.clip_reward(reward))
+            rewards.append(clip_reward(reward))
             state = next_state
 
         # A time-limit cut (truncated) is not the end of the game: it bootstraps.
-        bootstrap_value = 0.0 if terminated else float(worker.max_target_q(state[None])[0])
+        bootstrap_value = 0.0 if terminated else float(learner.max_target_q(state[None])[0])
         returns = n_step_returns(rewards, bootstrap_value, args.gamma)
-        worker.apply_gradient_and_sync(states, actions, returns)
+        learner.learn(states, actions, returns)
 
         old_T, T = shared.T.add(len(states))
-        if rt.crossed(old_T, T, args.target_network_update_frequency):
+        if crossed(old_T, T, args.target_network_update_frequency):
             shared.update_target()
         if terminated or truncated:
-            state = worker.reset()  # a new game, or the same one after a lost life
+            state = learner.reset()  # a new game, or the same one after a lost life
 
 
 if __name__ == "__main__":
     arguments = parse_args()
-    sys.exit(rt.main(arguments, actor_learner, batch_size=arguments.num_steps_Q))
+    sys.exit(driver.main(arguments, actor_learner_thread, max_segment_steps(arguments)))

@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-FRAME_SIZE = 84
+from atari_wrapper import FRAME_SIZE  # the network takes the frames the preprocessing makes
 
 # (filters, kernel size, stride) of the two convolutions, then the hidden width.
 CONV_LAYERS = ((16, 8, 4), (32, 4, 2))

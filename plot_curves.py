@@ -40,19 +40,16 @@ import glob
 import os
 import sys
 
-# Reading event files imports TensorFlow: hide its C++ info and warning logs.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+from matplotlib.figure import Figure
 
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from tensorboard.backend.event_processing.event_file_loader import EventFileLoader  # noqa: E402
-from tensorboard.util.tensor_util import make_ndarray  # noqa: E402
+# Imported before TensorBoard, whose event reader imports TensorFlow: the
+# package imports it without its C++ start-up notices.
+from async_runtime.errors import UsageError
+from tensorboard.backend.event_processing.event_file_loader import EventFileLoader  # noqa: I001
+from tensorboard.util.tensor_util import make_ndarray
 
 SCORE_TAG = "episode/score"
-
-
-class UsageError(Exception):
-    """Bad input from the user: reported as one line, exit status 2."""
 
 
 def load_scores(run_dir):

@@ -5,8 +5,8 @@ learners size TensorFlow's thread pools by thread count, once per process):
 
 (a) envs only: the threads step the same environments the learners use,
     with random actions: the ceiling a learner could reach;
-(b) the n-step learner (async_q_nstep.actor_learner, the real training loop);
-(c) the 1-step learner (async_q_1step.actor_learner).
+(b) the n-step learner (async_q_nstep.actor_learner_thread, the real training loop);
+(c) the 1-step learner (async_q_1step.actor_learner_thread).
 
 Compilation and warm-up are excluded; each figure is the median of several
 timed windows. Prints a markdown table, with each learner's ratio to (a), and
@@ -35,7 +35,9 @@ import numpy as np  # noqa: E402
 
 import async_q_1step  # noqa: E402
 import async_q_nstep  # noqa: E402
-import async_runtime as rt  # noqa: E402
+from async_runtime import driver  # noqa: E402
+from async_runtime.actor_learner import ActorLearner, make_training_env, num_actions_of  # noqa: E402
+from async_runtime.shared_state import SharedState  # noqa: E402
 import atari_wrapper  # noqa: E402
 
 
@@ -61,7 +63,7 @@ def in_fresh_process(function, *args):
 
 def envs_only(common, threads, timing):
     args = async_q_nstep.parse_args(common)
-    envs = [rt.make_training_env(args) for _ in range(threads)]
+    envs = [make_training_env(args) for _ in range(threads)]
     steps = [0] * threads  # one slot per thread: no shared counter to race on
     stop = threading.Event()
 
@@ -75,28 +77,27 @@ def envs_only(common, threads, timing):
             if terminated or truncated:
                 env.reset()
 
-    workers = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
-    for worker in workers:
-        worker.start()
+    running = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
+    for thread in running:
+        thread.start()
     rate = measure(lambda: sum(steps), atari_wrapper.frames_per_step(envs[0]), **timing)
     stop.set()
-    for worker in workers:
-        worker.join()
+    for thread in running:
+        thread.join()
     return rate
 
 
 def learner(script_name, common, threads, timing):
     script = LEARNERS[script_name]
     args = script.parse_args([*common, "--num_actor_threads", str(threads)])
-    rt.configure_threads(seed=0, actor_threads=threads)
-    batch_size = args.num_steps_Q if script is async_q_nstep else args.async_update_frequency
-    shared = rt.SharedState(args, rt.num_actions_of(args))
-    workers = [rt.ActorLearner(i, shared, batch_size) for i in range(threads)]
-    rt.warm_up(workers[0])
-    running = [threading.Thread(target=script.actor_learner, args=(w, shared, args)) for w in workers]
+    driver.configure_threads(seed=0, actor_threads=threads)
+    shared = SharedState(args, num_actions_of(args))
+    learners = [ActorLearner(i, shared, script.max_segment_steps(args)) for i in range(threads)]
+    driver.warm_up(learners[0])
+    running = [threading.Thread(target=script.actor_learner_thread, args=(one, shared, args)) for one in learners]
     for thread in running:
         thread.start()
-    rate = measure(lambda: shared.T.value, workers[0].frames_per_step, **timing)
+    rate = measure(lambda: shared.T.value, learners[0].frames_per_step, **timing)
     shared.stop_event.set()
     for thread in running:
         thread.join()

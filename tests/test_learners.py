@@ -11,7 +11,10 @@ import tensorflow as tf
 
 import async_q_1step
 import async_q_nstep
-import async_runtime as rt
+from async_runtime.actor_learner import ActorLearner
+from async_runtime.rmsprop import SharedRMSProp
+from async_runtime.schedules import crossed, draw_final_epsilon, epsilon_at, learning_rate_at
+from async_runtime.shared_state import SharedState
 from build_model import build_network
 
 GAMMA = 0.9
@@ -51,36 +54,36 @@ def test_one_step_targets_by_hand():
     ids=["start", "midway", "end", "past the end"],
 )
 def test_epsilon_schedule(T, expected):
-    assert rt.epsilon_at(T, final_epsilon=0.1, anneal_steps=1000) == pytest.approx(expected)
+    assert epsilon_at(T, final_epsilon=0.1, anneal_steps=1000) == pytest.approx(expected)
 
 
 def test_final_epsilon_draw_follows_its_probabilities():
     rng = np.random.default_rng(0)
-    draws = [rt.draw_final_epsilon(rng, [0.1, 0.01, 0.5], [0.4, 0.3, 0.3]) for _ in range(20_000)]
+    draws = [draw_final_epsilon(rng, [0.1, 0.01, 0.5], [0.4, 0.3, 0.3]) for _ in range(20_000)]
     values, counts = np.unique(draws, return_counts=True)
     frequencies = dict(zip(values.tolist(), (counts / len(draws)).tolist()))
     assert frequencies == pytest.approx({0.01: 0.3, 0.1: 0.4, 0.5: 0.3}, abs=0.015)
 
 
 @pytest.mark.parametrize(
-    "old_T, new_T, crossed",
+    "old_T, new_T, expected",
     [(0, 5, False), (39_998, 40_003, True), (39_999, 40_000, True), (40_000, 40_005, False), (0, 80_001, True)],
 )
-def test_target_boundary(old_T, new_T, crossed):
-    assert rt.crossed(old_T, new_T, 40_000) is crossed
+def test_target_boundary(old_T, new_T, expected):
+    assert crossed(old_T, new_T, 40_000) is expected
 
 
 def test_learning_rate_anneals_to_zero_at_T_max():
     args = async_q_nstep.parse_args(["--game", "Catch-v0", "--T_max", "1000", "--learning_rate", "0.01"])
-    assert [rt.learning_rate_at(T, args) for T in (0, 500, 1000, 2000)] == pytest.approx([0.01, 0.005, 0.0, 0.0])
+    assert [learning_rate_at(T, args) for T in (0, 500, 1000, 2000)] == pytest.approx([0.01, 0.005, 0.0, 0.0])
     args.anneal_learning_rate = False
-    assert rt.learning_rate_at(1000, args) == 0.01
+    assert learning_rate_at(1000, args) == 0.01
 
 
 def test_shared_rmsprop_by_hand():
     """grad = 0.5 * [1, -2] after the clip; g = 0.1 * grad**2 from zero; theta -= 0.01 * grad / sqrt(g + 0.1)."""
     theta = np.array([1.0, 2.0], np.float32)
-    optimizer = rt.SharedRMSProp([theta], decay=0.9, epsilon=0.1)
+    optimizer = SharedRMSProp([theta], decay=0.9, epsilon=0.1)
     theta_copy = np.zeros(2, np.float32)
     optimizer.apply([tf.constant([1.0, -2.0])], 0.5, 0.01, [theta_copy])
     np.testing.assert_allclose(optimizer.mean_squares[0], [0.025, 0.1], rtol=1e-6)
@@ -91,10 +94,10 @@ def test_shared_rmsprop_by_hand():
 # -- which network moves when -------------------------------------------------------
 
 
-def make_learner(script, *flags, batch_size=5):
+def make_learner(script, *flags):
     args = script.parse_args(["--game", "Catch-v0", "--num_actor_threads", "1", "--gamma", str(GAMMA), *flags])
-    shared = rt.SharedState(args, num_actions=3)
-    return shared, rt.ActorLearner(0, shared, batch_size)
+    shared = SharedState(args, num_actions=3)
+    return shared, ActorLearner(0, shared, script.max_segment_steps(args))
 
 
 def snapshot(arrays):
@@ -106,40 +109,40 @@ def same(a, b):
 
 
 def test_a_gradient_moves_theta_and_the_applying_threads_theta_prime_only():
-    shared, worker = make_learner(async_q_nstep, "--learning_rate", "0.01")
-    other = rt.ActorLearner(1, shared, batch_size=5)
-    before_global = snapshot(shared.theta)
+    shared, learner = make_learner(async_q_nstep, "--learning_rate", "0.01")
+    other = ActorLearner(1, shared, max_segment_steps=5)
+    before_global = snapshot(shared.theta.arrays)
     before_other = [w.copy() for w in other.local.arrays]
     before_target = snapshot(shared.target.arrays)
 
     states = np.random.default_rng(0).integers(0, 256, (5, 84, 84, 4), dtype=np.uint8)
-    worker.apply_gradient_and_sync(states, [0, 1, 2, 1, 0], np.full(5, 10.0, np.float32))
+    learner.learn(states, [0, 1, 2, 1, 0], np.full(5, 10.0, np.float32))
 
-    assert not same(snapshot(shared.theta), before_global)
-    assert same(worker.local.arrays, snapshot(shared.theta)), "theta' <- theta after the update"
+    assert not same(snapshot(shared.theta.arrays), before_global)
+    assert same(learner.local.arrays, snapshot(shared.theta.arrays)), "theta' <- theta after the update"
     assert same(other.local.arrays, before_other), "another thread's theta' waits for its own sync"
     assert same(snapshot(shared.target.arrays), before_target)
 
     other.sync_local()
-    assert same(other.local.arrays, snapshot(shared.theta))
+    assert same(other.local.arrays, snapshot(shared.theta.arrays))
     assert same(snapshot(shared.target.arrays), before_target)
     shared.update_target()
-    assert same(snapshot(shared.target.arrays), snapshot(shared.theta))
-    assert_q_close(worker.max_target_q(states[:1]), target_q(shared, states[:1]))
+    assert same(snapshot(shared.target.arrays), snapshot(shared.theta.arrays))
+    assert_q_close(learner.max_target_q(states[:1]), target_q(shared, states[:1]))
 
 
 def test_a_short_segment_updates_theta_by_its_own_states_only():
     """A 3-state segment in a 5-state batch: the update is RMSProp on the clipped
     gradient of sum_i (y_i - Q(s_i, a_i))^2 over those 3 states, whatever the
     padding rows of the batch buffers still hold from earlier segments."""
-    shared, worker = make_learner(async_q_nstep, "--learning_rate", "0.01", "--clip_norm", "1.0")
+    shared, learner = make_learner(async_q_nstep, "--learning_rate", "0.01", "--clip_norm", "1.0")
     rng = np.random.default_rng(0)
-    worker.states[:] = rng.integers(0, 256, worker.states.shape, dtype=np.uint8)  # a previous segment's
-    worker.targets[:] = 100.0
+    learner.states[:] = rng.integers(0, 256, learner.states.shape, dtype=np.uint8)  # a previous segment's
+    learner.targets[:] = 100.0
     states = rng.integers(0, 256, (3, 84, 84, 4), dtype=np.uint8)
     actions, targets = [2, 0, 1], np.array([5.0, -3.0, 2.0], np.float32)
 
-    theta = snapshot(shared.theta)
+    theta = snapshot(shared.theta.arrays)
     network = build_network(num_actions=3)
     network.set_weights(theta)
     with tf.GradientTape() as tape:
@@ -155,55 +158,55 @@ def test_a_short_segment_updates_theta_by_its_own_states_only():
         for value, g in zip(theta, gradients)
     ]
 
-    worker.apply_gradient_and_sync(states, actions, targets)
+    learner.learn(states, actions, targets)
 
-    np.testing.assert_allclose(worker.loss_sum, float(expected_loss), rtol=1e-4)
-    assert worker.loss_count == 3
-    for updated, expected in zip(snapshot(shared.theta), expected_theta):
+    np.testing.assert_allclose(learner.loss_sum, float(expected_loss), rtol=1e-4)
+    assert learner.loss_count == 3
+    for updated, expected in zip(snapshot(shared.theta.arrays), expected_theta):
         np.testing.assert_allclose(updated, expected, rtol=1e-4, atol=1e-6)
 
 def test_the_next_gradient_is_taken_at_the_theta_prime_the_update_wrote():
     """theta' reaches TensorFlow as tensors on the arrays the update writes: no stale copy."""
-    shared, worker = make_learner(async_q_nstep, "--learning_rate", "0.01")
+    shared, learner = make_learner(async_q_nstep, "--learning_rate", "0.01")
     rng = np.random.default_rng(1)
     states = rng.integers(0, 256, (5, 84, 84, 4), dtype=np.uint8)
     actions, targets = [0, 1, 2, 1, 0], np.full(5, 10.0, np.float32)
-    worker.apply_gradient_and_sync(states, actions, targets)
-    first_loss = worker.loss_sum
+    learner.learn(states, actions, targets)
+    first_loss = learner.loss_sum
 
     network = build_network(num_actions=3)
-    network.set_weights(worker.local.arrays)
+    network.set_weights(learner.local.arrays)
     q_taken = network(states).numpy()[np.arange(5), actions]
     expected_loss = float(np.sum((targets - q_taken) ** 2))
-    worker.apply_gradient_and_sync(states, actions, targets)
+    learner.learn(states, actions, targets)
 
-    np.testing.assert_allclose(worker.loss_sum - first_loss, expected_loss, rtol=1e-4)
+    np.testing.assert_allclose(learner.loss_sum - first_loss, expected_loss, rtol=1e-4)
     assert not np.isclose(first_loss, expected_loss, rtol=1e-3), "the update moved the loss, so this tells them apart"
 
 
 class Recorder:
-    """Wraps a worker's gradient and target calls to keep what the algorithm passed them."""
+    """Wraps a learner's gradient and target calls to keep what the algorithm passed them."""
 
-    def __init__(self, worker, segments):
-        self.worker = worker
+    def __init__(self, learner, segments):
+        self.learner = learner
         self.calls = []  # (states, actions, targets, bootstrap states or None)
         self._bootstrap_states = None
         self._segments = segments
-        apply_gradient, max_target_q = worker.apply_gradient_and_sync, worker.max_target_q
+        learn, max_target_q = learner.learn, learner.max_target_q
 
         def recording_max_target_q(states):
             self._bootstrap_states = np.array(states)
             return max_target_q(states)
 
-        def recording_apply_gradient(states, actions, targets):
+        def recording_learn(states, actions, targets):
             self.calls.append((np.array(states), list(actions), np.array(targets), self._bootstrap_states))
             self._bootstrap_states = None
-            apply_gradient(states, actions, targets)
+            learn(states, actions, targets)
             if len(self.calls) == self._segments:
-                worker.shared.stop_event.set()
+                learner.shared.stop_event.set()
 
-        worker.max_target_q = recording_max_target_q
-        worker.apply_gradient_and_sync = recording_apply_gradient
+        learner.max_target_q = recording_max_target_q
+        learner.learn = recording_learn
 
 
 def target_q(shared, states):
@@ -224,9 +227,9 @@ def assert_q_close(actual, expected):
 
 def test_n_step_segments_bootstrap_from_the_target_network_except_at_terminal_states():
     # Catch lasts 9 steps: a 5-step segment that bootstraps, then 4 steps ending terminal.
-    shared, worker = make_learner(async_q_nstep, "--learning_rate", "0.01", "--target_network_update_frequency", "1000000")
-    recorder = Recorder(worker, segments=2)
-    async_q_nstep.actor_learner(worker, shared, shared.args)
+    shared, learner = make_learner(async_q_nstep, "--learning_rate", "0.01", "--target_network_update_frequency", "1000000")
+    recorder = Recorder(learner, segments=2)
+    async_q_nstep.actor_learner_thread(learner, shared, shared.args)
 
     (states1, _, targets1, bootstrap1), (states2, _, targets2, bootstrap2) = recorder.calls
     assert len(states1) == 5 and len(states2) == 4
@@ -240,10 +243,10 @@ def test_n_step_segments_bootstrap_from_the_target_network_except_at_terminal_st
 
 
 def test_n_step_truncation_bootstraps():
-    shared, worker = make_learner(async_q_nstep, "--target_network_update_frequency", "1000000")
-    worker.env = gym.wrappers.TimeLimit(worker.env, max_episode_steps=3)
-    recorder = Recorder(worker, segments=1)
-    async_q_nstep.actor_learner(worker, shared, shared.args)
+    shared, learner = make_learner(async_q_nstep, "--target_network_update_frequency", "1000000")
+    learner.env = gym.wrappers.TimeLimit(learner.env, max_episode_steps=3)
+    recorder = Recorder(learner, segments=1)
+    async_q_nstep.actor_learner_thread(learner, shared, shared.args)
 
     (states, _, targets, bootstrap), = recorder.calls
     assert len(states) == 3 and bootstrap is not None
@@ -252,9 +255,9 @@ def test_n_step_truncation_bootstraps():
 
 
 def test_one_step_targets_use_the_target_network_and_stop_at_terminal_states():
-    shared, worker = make_learner(async_q_1step, "--async_update_frequency", "32", batch_size=32)
-    recorder = Recorder(worker, segments=1)
-    async_q_1step.actor_learner(worker, shared, shared.args)
+    shared, learner = make_learner(async_q_1step, "--async_update_frequency", "32")
+    recorder = Recorder(learner, segments=1)
+    async_q_1step.actor_learner_thread(learner, shared, shared.args)
 
     (states, _, targets, next_states), = recorder.calls
     assert len(states) == 9, "a terminal state applies the accumulated gradient early"
@@ -263,21 +266,21 @@ def test_one_step_targets_use_the_target_network_and_stop_at_terminal_states():
 
 
 def test_the_target_network_moves_only_at_its_interval():
-    shared, worker = make_learner(async_q_nstep, "--learning_rate", "0.01", "--target_network_update_frequency", "20")
-    recorder = Recorder(worker, segments=3)  # T = 5, 9 (episode end), 14: below 20
+    shared, learner = make_learner(async_q_nstep, "--learning_rate", "0.01", "--target_network_update_frequency", "20")
+    recorder = Recorder(learner, segments=3)  # T = 5, 9 (episode end), 14: below 20
     first_target = snapshot(shared.target.arrays)
-    async_q_nstep.actor_learner(worker, shared, shared.args)
+    async_q_nstep.actor_learner_thread(learner, shared, shared.args)
     assert shared.T.value == 14
     assert same(snapshot(shared.target.arrays), first_target)
 
     shared.stop_event.clear()
     recorder._segments = 5  # a new episode: T = 19, then 23, crossing 20
-    async_q_nstep.actor_learner(worker, shared, shared.args)
+    async_q_nstep.actor_learner_thread(learner, shared, shared.args)
     assert shared.T.value == 23
     assert not same(snapshot(shared.target.arrays), first_target)
     # the one-state bootstrap (NumPy) follows the new target network too
     state = recorder.calls[-1][0][:1]
-    assert_q_close(worker.max_target_q(state), target_q(shared, state))
+    assert_q_close(learner.max_target_q(state), target_q(shared, state))
 
 
 @pytest.mark.parametrize("script", [async_q_nstep, async_q_1step], ids=["n-step", "1-step"])
@@ -285,39 +288,39 @@ def test_theta_minus_is_theta_after_each_crossing_and_still_between(script):
     """Right after the update whose T crosses a multiple of the interval, theta-minus equals theta;
     at every other update it stays as it was."""
     interval = 7
-    shared, worker = make_learner(
+    shared, learner = make_learner(
         script, "--learning_rate", "0.01", "--target_network_update_frequency", str(interval),
         *(["--async_update_frequency", "5"] if script is async_q_1step else []),
     )
     seen = []  # (T, theta, theta-minus) as each update begins: what the previous iteration left
-    apply_gradient = worker.apply_gradient_and_sync
+    learn = learner.learn
 
-    def recording_apply_gradient(states, actions, targets):
-        seen.append((shared.T.value, snapshot(shared.theta), snapshot(shared.target.arrays)))
-        apply_gradient(states, actions, targets)
+    def recording_learn(states, actions, targets):
+        seen.append((shared.T.value, snapshot(shared.theta.arrays), snapshot(shared.target.arrays)))
+        learn(states, actions, targets)
         if len(seen) == 12:
             shared.stop_event.set()
 
-    worker.apply_gradient_and_sync = recording_apply_gradient
-    script.actor_learner(worker, shared, shared.args)
+    learner.learn = recording_learn
+    script.actor_learner_thread(learner, shared, shared.args)
 
     crossings = 0
     for (old_T, _, old_target), (T, theta, target) in zip(seen, seen[1:]):
-        if rt.crossed(old_T, T, interval):
+        if crossed(old_T, T, interval):
             crossings += 1
             assert same(target, theta), f"theta-minus is not theta after T {old_T} -> {T}"
         else:
             assert same(target, old_target), f"theta-minus moved between crossings, T {old_T} -> {T}"
-        assert not same(target, old_target) or not rt.crossed(old_T, T, interval), "theta did not move"
+        assert not same(target, old_target) or not crossed(old_T, T, interval), "theta did not move"
     assert crossings >= 3
 
 
 def test_one_step_truncation_bootstraps():
     """A time-limit cut ends 1-step Q's batch, and even its last target bootstraps from theta-minus."""
-    shared, worker = make_learner(async_q_1step, "--target_network_update_frequency", "1000000", batch_size=32)
-    worker.env = gym.wrappers.TimeLimit(worker.env, max_episode_steps=3)
-    recorder = Recorder(worker, segments=1)
-    async_q_1step.actor_learner(worker, shared, shared.args)
+    shared, learner = make_learner(async_q_1step, "--target_network_update_frequency", "1000000")
+    learner.env = gym.wrappers.TimeLimit(learner.env, max_episode_steps=3)
+    recorder = Recorder(learner, segments=1)
+    async_q_1step.actor_learner_thread(learner, shared, shared.args)
 
     (states, _, targets, next_states), = recorder.calls
     assert len(states) == 3, "the cut applies the accumulated gradient early"
@@ -326,7 +329,7 @@ def test_one_step_truncation_bootstraps():
 
 
 class GameLog:
-    """Wraps a worker's emulator and learner calls to keep one game's story, then stops the run.
+    """Wraps a learner's emulator and learner calls to keep one game's story, then stops the run.
 
     A random game of Breakout lasts some 200 steps; a run that loses track of
     game over (a game reset at each lost life never ends) stops at max_steps.
@@ -334,14 +337,14 @@ class GameLog:
 
     max_steps = 3000
 
-    def __init__(self, worker):
+    def __init__(self, learner):
         self.rewards, self.terminated, self.truncated, self.lives = [], [], [], []
         self.resets_at = []  # emulator steps played before each reset
         self.bootstraps = []  # per update: did it bootstrap its last state?
         self.records = []
-        shared, env = worker.shared, worker.env
+        shared, env = learner.shared, learner.env
         env_reset, env_step = env.reset, env.step
-        max_target_q, apply_gradient = worker.max_target_q, worker.apply_gradient_and_sync
+        max_target_q, learn = learner.max_target_q, learner.learn
         self._bootstrapped = False
 
         def reset(**kwargs):
@@ -357,28 +360,28 @@ class GameLog:
             self._bootstrapped = True
             return max_target_q(states)
 
-        def recording_apply_gradient(states, actions, targets):
+        def recording_learn(states, actions, targets):
             self.bootstraps.append(self._bootstrapped)
             self._bootstrapped = False
-            apply_gradient(states, actions, targets)
+            learn(states, actions, targets)
             while not shared.episodes.empty():
                 self.records.append(shared.episodes.get())
                 shared.stop_event.set()  # one game is the story
             if len(self.lives) >= self.max_steps:
                 shared.stop_event.set()
 
-        worker_step = worker.step
+        learner_step = learner.step
 
-        def learner_step(action):
-            next_state, reward, terminated, truncated = worker_step(action)
+        def recording_step(action):
+            next_state, reward, terminated, truncated = learner_step(action)
             self.rewards.append(reward)
             self.terminated.append(terminated)
             self.truncated.append(truncated)
             return next_state, reward, terminated, truncated
 
         env.reset, env.step = reset, step
-        worker.max_target_q, worker.apply_gradient_and_sync, worker.step = (
-            recording_max_target_q, recording_apply_gradient, learner_step,
+        learner.max_target_q, learner.learn, learner.step = (
+            recording_max_target_q, recording_learn, recording_step,
         )
 
 
@@ -390,11 +393,11 @@ def test_a_lost_life_ends_the_episode_for_learning_but_not_the_game(episodic_lif
     args = async_q_nstep.parse_args(
         ["--game", "BreakoutNoFrameskip-v4", "--num_actor_threads", "1", "--noop_max", "0", flag, "--seed", "1"]
     )
-    shared = rt.SharedState(args, num_actions=4)
-    worker = rt.ActorLearner(0, shared, batch_size=5)
-    worker.final_epsilon = 1.0  # random play: it loses lives fast, and presses FIRE now and then
-    log = GameLog(worker)
-    async_q_nstep.actor_learner(worker, shared, args)
+    shared = SharedState(args, num_actions=4)
+    learner = ActorLearner(0, shared, max_segment_steps=5)
+    learner.final_epsilon = 1.0  # random play: it loses lives fast, and presses FIRE now and then
+    log = GameLog(learner)
+    async_q_nstep.actor_learner_thread(learner, shared, args)
 
     assert log.resets_at == [0, len(log.lives)], "the game must be reset at its start and at game over only"
     lives_lost = sum(after < before for before, after in zip([5, *log.lives], log.lives))

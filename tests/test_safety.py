@@ -13,9 +13,12 @@ import pytest
 import tensorflow as tf
 
 import async_q_nstep
-import async_runtime as rt
+from async_runtime import driver
+from async_runtime.actor_learner import ActorLearner
+from async_runtime.checkpoints import Checkpoints
+from async_runtime.shared_state import SharedState
 from build_model import build_network
-from conftest import checkpoint_T, event_tags, run_script, script_env, start_script, wait_for_line
+from conftest import ROOT, checkpoint_T, event_tags, run_script, script_env, start_script, wait_for_line
 
 CATCH = ["--game", "Catch-v0", "--num_actor_threads", "2", "--T_max", "100000000", "--summary_interval", "1"]
 
@@ -41,36 +44,36 @@ def test_kill_9_at_random_moments_resumes_from_the_latest_checkpoint(tmp_path, r
         assert T > last_T
         last_T = T
     # The last checkpoint left by a kill loads as a whole.
-    shared = rt.SharedState(async_q_nstep.parse_args(["--game", "Catch-v0"]), num_actions=3)
-    assert rt.Checkpoints(shared, str(checkpoints)).restore_latest() == latest
+    shared = SharedState(async_q_nstep.parse_args(["--game", "Catch-v0"]), num_actions=3)
+    assert Checkpoints(shared, str(checkpoints)).restore_latest() == latest
     assert shared.T.value == last_T
     # ...and the restored target network is the one the bootstrap uses.
     target_network = build_network(num_actions=3)
     tf.train.Checkpoint(target_network=target_network).restore(latest).expect_partial()
     state = np.random.default_rng(1).integers(0, 256, (1, 84, 84, 4), dtype=np.uint8)
-    worker = rt.ActorLearner(0, shared, batch_size=5)
+    learner = ActorLearner(0, shared, max_segment_steps=5)
     np.testing.assert_allclose(
-        worker.max_target_q(state), target_network(state).numpy().max(axis=1), rtol=1e-5, atol=1e-7
+        learner.max_target_q(state), target_network(state).numpy().max(axis=1), rtol=1e-5, atol=1e-7
     )
 
 
 def test_a_checkpoint_restores_theta_theta_minus_the_rmsprop_statistics_and_T(tmp_path):
     args = async_q_nstep.parse_args(["--game", "Catch-v0", "--learning_rate", "0.01"])
-    shared = rt.SharedState(args, num_actions=3)
-    worker = rt.ActorLearner(0, shared, batch_size=5)
+    shared = SharedState(args, num_actions=3)
+    learner = ActorLearner(0, shared, max_segment_steps=5)
     states = np.random.default_rng(0).integers(0, 256, (5, 84, 84, 4), dtype=np.uint8)
-    worker.apply_gradient_and_sync(states, [0, 1, 2, 1, 0], np.full(5, 10.0, np.float32))
+    learner.learn(states, [0, 1, 2, 1, 0], np.full(5, 10.0, np.float32))
     shared.update_target()
-    worker.apply_gradient_and_sync(states, [2, 2, 0, 1, 1], np.full(5, -5.0, np.float32))  # theta moves on
+    learner.learn(states, [2, 2, 0, 1, 1], np.full(5, -5.0, np.float32))  # theta moves on
     shared.T.add(1234)
     saved = [[array.copy() for array in arrays]
-             for arrays in (shared.theta, shared.target.arrays, shared.optimizer.mean_squares)]
-    path = rt.Checkpoints(shared, str(tmp_path)).save()
+             for arrays in (shared.theta.arrays, shared.target.arrays, shared.optimizer.mean_squares)]
+    path = Checkpoints(shared, str(tmp_path)).save()
 
-    restored = rt.SharedState(args, num_actions=3)  # freshly initialised
-    assert rt.Checkpoints(restored, str(tmp_path)).restore_latest() == path
+    restored = SharedState(args, num_actions=3)  # freshly initialised
+    assert Checkpoints(restored, str(tmp_path)).restore_latest() == path
     assert restored.T.value == 1234
-    for before, after in zip(saved, (restored.theta, restored.target.arrays, restored.optimizer.mean_squares)):
+    for before, after in zip(saved, (restored.theta.arrays, restored.target.arrays, restored.optimizer.mean_squares)):
         for expected, actual in zip(before, after):
             np.testing.assert_array_equal(actual, expected)
     assert not np.array_equal(saved[0][-1], saved[1][-1]), "theta and theta-minus differ, so both were checked"
@@ -133,7 +136,7 @@ def test_a_failing_thread_stops_the_run_with_its_traceback(tmp_path, run_dirs):
     completed = run_script(
         "async_q_nstep.py", "--game", "FaultyCatch-v0", "--num_actor_threads", "2", "--T_max", "100000000",
         "--experiment", "faulty", *run_dirs,
-        check=False, timeout=120, env=script_env(PYTHONPATH=f"{tmp_path}:{rt.__file__.rsplit('/', 1)[0]}"),
+        check=False, timeout=120, env=script_env(PYTHONPATH=f"{tmp_path}:{ROOT}"),
     )
     assert completed.returncode == 1
     assert "error: actor-learner thread 1 failed:" in completed.stderr
@@ -148,19 +151,19 @@ def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, c
          "--summary_dir", str(tmp_path / "summaries"), "--checkpoint_dir", str(tmp_path / "checkpoints")]
     )
 
-    def poisoned_learner(worker, shared, args):
+    def poisoned_learner(learner, shared, args):
         # The real loop, until one weight of theta becomes NaN at T >= 3,000.
-        apply_gradient = worker.apply_gradient_and_sync
+        learn = learner.learn
 
-        def apply_then_poison(states, actions, targets):
-            apply_gradient(states, actions, targets)
-            if shared.T.value >= 3000 and worker.index == 0:
-                shared.theta[-1][:] = np.nan
+        def learn_then_poison(states, actions, targets):
+            learn(states, actions, targets)
+            if shared.T.value >= 3000 and learner.index == 0:
+                shared.theta.arrays[-1][:] = np.nan
 
-        worker.apply_gradient_and_sync = apply_then_poison
-        async_q_nstep.actor_learner(worker, shared, args)
+        learner.learn = learn_then_poison
+        async_q_nstep.actor_learner_thread(learner, shared, args)
 
-    status = rt.train(args, poisoned_learner, batch_size=args.num_steps_Q)
+    status = driver.train(args, poisoned_learner, args.num_steps_Q)
     assert status == 1
     assert "training diverged" in capsys.readouterr().err
     latest = tf.train.latest_checkpoint(str(tmp_path / "checkpoints" / "nan"))

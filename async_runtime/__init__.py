@@ -1,0 +1,53 @@
+"""The plumbing both asynchronous Q-learners share, one concern per module.
+
+``async_q_1step.py`` and ``async_q_nstep.py`` hold their algorithms: the
+actor-learner loop and its targets. What runs around them lives here:
+
+    flags          the flags both scripts take, validated before anything starts
+    schedules      epsilon, learning rate, target-sync boundary, epsilon-greedy
+    weights        network weights as NumPy arrays and, on the same memory, tensors
+    rmsprop        the shared, lock-free RMSProp step (numba, outside the GIL)
+    shared_state   theta, theta-minus, RMSProp statistics and T: what all threads share
+    compiled       the TensorFlow functions of the hot loop and how they are called
+    actor_learner  one thread's emulator, theta', exploration and updates
+    driver         threads, signals, failures: a training run from start to end
+    reporting      TensorBoard summaries and the console line
+    checkpoints    save, resume, refuse bad files; the .keras export
+    evaluation     --testing
+
+Threads, not processes: TensorFlow ops, ale-py's vector env and the shared
+RMSProp step release the GIL, so threads overlap where the time is spent,
+and share the global network without copies, as the paper's actor-learners do.
+"""
+
+import os
+import sys
+
+
+def _import_tensorflow_quietly():
+    """Import TensorFlow without the notices its C++ libraries print as they load.
+
+    They come (twice: two libraries) before TensorFlow reads its log level:
+    oneDNN's, "Could not find cuda drivers", absl's. Python's own errors still
+    show, since stderr is back before an exception leaves. A user who sets
+    TF_CPP_MIN_LOG_LEVEL sees everything TensorFlow prints at that level.
+    """
+    if "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+        import tensorflow  # noqa: F401
+        return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"  # info and warnings; errors still print
+    sys.stderr.flush()
+    saved_stderr = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()  # CUDA's probe, which logs an error where no driver is
+    finally:
+        os.dup2(saved_stderr, 2)
+        os.close(saved_stderr)
+        os.close(devnull)
+
+
+_import_tensorflow_quietly()

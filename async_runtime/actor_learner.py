@@ -1,0 +1,160 @@
+"""One actor-learner thread's own things: emulator, theta', final epsilon, batch buffers.
+
+The algorithm scripts drive it (act, step, learn); it keeps the
+bookkeeping out of their way.
+"""
+
+import dataclasses
+
+import numpy as np
+
+import atari_wrapper
+from async_runtime.schedules import draw_final_epsilon, epsilon_at, epsilon_greedy
+from async_runtime.weights import Weights, aligned_zeros, tensor_view
+from build_model import FRAME_SIZE, q_values_numpy
+
+
+@dataclasses.dataclass
+class EpisodeRecord:
+    """One finished game, as the logs report it."""
+
+    T: int
+    score: float  # unclipped game score, over all its lives
+    length: int  # agent steps
+    mean_max_q: float
+    epsilon: float
+
+
+class ActorLearner:
+    """One thread of the paper's actor-learners; ``max_segment_steps`` sizes its batch buffers."""
+
+    def __init__(self, index, shared, max_segment_steps, render=False):
+        args = shared.args
+        self.index = index
+        self.shared = shared
+        self.rng = np.random.default_rng([args.seed, index])
+        self.final_epsilon = draw_final_epsilon(
+            self.rng, args.final_epsilon_choices, args.final_epsilon_choice_probabilities
+        )
+        self.episodic_life = args.episodic_life
+        self.env = make_training_env(args, render=render)
+        self.frames_per_step = atari_wrapper.frames_per_step(self.env)
+        self.local = Weights(shared.theta.arrays)  # theta'
+        # Fixed-size batch buffers: one compiled shape whatever the segment length.
+        state_shape = (FRAME_SIZE, FRAME_SIZE, args.agent_history_length)
+        self.states = aligned_zeros((max_segment_steps, *state_shape), np.uint8)
+        self.action_masks = aligned_zeros((max_segment_steps, shared.num_actions))  # one-hot rows
+        self.targets = aligned_zeros((max_segment_steps,))
+        self.next_states = aligned_zeros(self.states.shape, np.uint8)
+        # The same buffers as tensors: filled in place, passed without a copy.
+        self.batch = [tensor_view(array) for array in (self.states, self.action_masks, self.targets)]
+        self.next_states_tensor = tensor_view(self.next_states)
+        ops = shared.ops
+        self._gradient = ops.bind(ops.gradient, self.local.tensors, *self.batch)
+        self._max_q = ops.bind(ops.max_q, shared.target.tensors, self.next_states_tensor)
+        self.loss_sum = 0.0  # written by this thread only; the driver reads differences
+        self.loss_count = 0
+        self._episode_seed = args.seed * 1000 + index
+        self._score, self._length, self._max_q_sum = 0.0, 0, 0.0  # the running game's
+        self._state, self._lives, self._game_over = None, 0, True
+
+    # -- acting ---------------------------------------------------------------
+
+    def epsilon(self):
+        return epsilon_at(self.shared.T.value, self.final_epsilon, self.shared.args.anneal_epsilon_timesteps)
+
+    def act(self, state):
+        """Epsilon-greedy action under theta'."""
+        q = q_values_numpy(self.local.arrays, state)
+        self._max_q_sum += float(q.max())
+        return epsilon_greedy(self.rng, self.epsilon(), self.shared.num_actions, q.argmax)
+
+    def reset(self):
+        """Start the next episode: a new game, or after a lost life (--episodic_life) the same game going on."""
+        if not self._game_over:
+            return self._state
+        seed, self._episode_seed = self._episode_seed, None  # seed the first game only
+        self._state, info = self.env.reset(seed=seed)
+        self._lives, self._game_over = info.get("lives", 0), False
+        self._score, self._length, self._max_q_sum = 0.0, 0, 0.0
+        return self._state
+
+    def step(self, action):
+        """Step the emulator: (next state, reward, terminated, truncated), as the learner sees them.
+
+        terminated: the game is over or, with --episodic_life, a life was
+        lost; no bootstrap either way. truncated: the time limit cut the game
+        (it bootstraps). The score, length and mean max-Q reported to the
+        logs are the whole game's, over all its lives.
+        """
+        state, reward, game_over, truncated, info = self.env.step(action)
+        lives = info.get("lives", 0)
+        life_lost, self._lives = lives < self._lives, lives
+        self._state, self._game_over = state, game_over or truncated
+        self._score += reward
+        self._length += 1
+        if self._game_over:
+            self.shared.episodes.put(
+                EpisodeRecord(
+                    self.shared.T.value, self._score, self._length, self._max_q_sum / self._length, self.epsilon()
+                )
+            )
+        terminated = game_over or (self.episodic_life and life_lost)
+        return state, reward, terminated, truncated
+
+    # -- learning -------------------------------------------------------------
+
+    def sync_local(self):
+        """theta' <- theta."""
+        self.local.assign(self.shared.theta.arrays)
+
+    def max_target_q(self, states):
+        """max_a Q(s, a; theta-minus) per state; batches are padded to one compiled size."""
+        target = self.shared.target  # one snapshot, even if the target moves meanwhile
+        count = len(states)
+        if count == 1:  # the n-step bootstrap: NumPy, as for acting
+            return q_values_numpy(target.arrays, states[0]).max(keepdims=True)
+        self.next_states[:count] = states
+        (max_q,) = self._max_q(*target.tensors, self.next_states_tensor)
+        return max_q.numpy()[:count]
+
+    def learn(self, states, actions, targets):
+        """One asynchronous update: the gradient of sum_i (y_i - Q(s_i, a_i; theta'))^2 at theta',
+        clipped, applied to theta by shared RMSProp; then theta' <- theta.
+
+        The algorithm syncs right after each update (the next segment's
+        first step): the update writes theta' as it writes theta.
+        """
+        count = len(actions)
+        self.states[:count] = states
+        self.action_masks[:] = 0.0
+        self.action_masks[np.arange(count), actions] = 1.0
+        self.targets[:count] = targets
+        loss, *gradients, clip_factor = self._gradient(*self.local.tensors, *self.batch)
+        self.shared.optimizer.apply(gradients, float(clip_factor), self.shared.learning_rate(), self.local.arrays)
+        self.loss_sum += float(loss)
+        self.loss_count += count
+
+
+def make_training_env(args, render=False):
+    """The emulator of one training thread: ale-py's vector env where it can run the game, else AtariWrapper."""
+    use_vector = args.env_backend == "ale_vector" or (
+        args.env_backend == "auto" and not render and atari_wrapper.vector_env_settings(args.game) is not None
+    )
+    if use_vector:
+        return atari_wrapper.VectorAtariEnv(args.game, args.agent_history_length, noop_max=args.noop_max)
+    return atari_wrapper.make_env(
+        args.game, args.agent_history_length, noop_max=args.noop_max, render_mode="human" if render else None
+    )
+
+
+def num_actions_of(args):
+    env = atari_wrapper.make_env(args.game, args.agent_history_length)
+    count = int(env.action_space.n)
+    env.close()
+    return count
+
+
+def clip_reward(reward):
+    """Rewards are clipped to [-1, 1] for learning; scores stay unclipped."""
+    return max(-1.0, min(1.0, reward))

@@ -1,0 +1,127 @@
+"""Checkpoints: save, resume, refuse bad files; each also exported as a .keras model.
+
+A checkpoint holds the global and target networks, the RMSProp statistics
+and T as TensorFlow variables (the global network's are what ``--testing``
+loads); the arrays the threads update are copied in to save and out after a
+restore. TensorFlow writes a checkpoint's files first and only then points
+the ``checkpoint`` index at them, atomically: a run killed mid-write leaves
+the previous checkpoint as the latest.
+
+Beside each checkpoint ``ckpt-T``, ``ckpt-T.keras`` holds the global network
+alone, for ``keras.models.load_model`` anywhere (README, "Using a trained
+network").
+"""
+
+import glob
+import os
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+from async_runtime.errors import CheckpointMismatch, UsageError
+from async_runtime.shared_state import StepCounter
+from async_runtime.weights import Weights, all_finite
+from build_model import HIDDEN_UNITS, build_network
+
+CHECKPOINTS_KEPT = 5
+KERAS_SUFFIX = ".keras"
+
+
+class Checkpoints:
+    """A run's checkpoints under <checkpoint_dir>/<experiment>, with the newest CHECKPOINTS_KEPT kept."""
+
+    def __init__(self, shared, directory):
+        self.shared = shared
+        history = shared.args.agent_history_length
+        self.global_network = build_network(shared.num_actions, history)
+        self.target_network = build_network(shared.num_actions, history)
+        self.rmsprop = tf.Module()
+        self.rmsprop.mean_squares = [tf.Variable(value, trainable=False) for value in shared.optimizer.mean_squares]
+        self.T = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.checkpoint = tf.train.Checkpoint(
+            global_network=self.global_network,
+            target_network=self.target_network,
+            optimizer=self.rmsprop,
+            T=self.T,
+        )
+        self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=CHECKPOINTS_KEPT)
+
+    def restore_latest(self):
+        """Restore the newest checkpoint that loads; return its path, or None if there is none.
+
+        Call it before the threads start: it writes theta in place.
+        """
+        for path in reversed(self.manager.checkpoints):
+            try:
+                restore(self.checkpoint, path, self.shared.num_actions)
+            except CheckpointMismatch:
+                raise
+            except UsageError as error:  # unreadable, e.g. cut short by a crash: try the one before
+                print(f"warning: skipping {path}: {error}", file=sys.stderr)
+                continue
+            shared = self.shared
+            shared.theta.assign([variable.numpy() for variable in self.global_network.trainable_variables])
+            for array, variable in zip(shared.optimizer.mean_squares, self.rmsprop.mean_squares):
+                np.copyto(array, variable.numpy())
+            shared.target = Weights([variable.numpy() for variable in self.target_network.trainable_variables])
+            shared.T = StepCounter(int(self.T.numpy()))
+            return path
+        if self.manager.checkpoints:
+            raise UsageError(f"no checkpoint in {self.manager.directory} loads")
+        return None
+
+    def save(self):
+        """Save if every weight is finite; return the path, or None if not saved.
+
+        The threads may be updating theta meanwhile: what is checked is
+        what is saved, a copy taken first.
+        """
+        shared = self.shared
+        theta = shared.theta.copy()
+        if not all_finite(theta):
+            return None
+        for variables, values in (
+            (self.global_network.trainable_variables, theta),
+            (self.target_network.trainable_variables, shared.target.arrays),
+            (self.rmsprop.mean_squares, shared.optimizer.mean_squares),
+        ):
+            for variable, value in zip(variables, values):
+                variable.assign(value)
+        T = shared.T.value
+        self.T.assign(T)
+        path = self.manager.save(checkpoint_number=T)
+        self._export_keras(path)
+        return path
+
+    def _export_keras(self, path):
+        """Write the global network as ``<path>.keras``; drop those of checkpoints the manager deleted."""
+        partial = f"{path}.partial{KERAS_SUFFIX}"  # Keras wants the suffix; the rename makes it appear whole
+        self.global_network.save(partial)
+        os.replace(partial, path + KERAS_SUFFIX)
+        kept = {checkpoint + KERAS_SUFFIX for checkpoint in self.manager.checkpoints}
+        for exported in glob.glob(os.path.join(self.manager.directory, f"ckpt-*{KERAS_SUFFIX}")):
+            if exported not in kept:
+                os.remove(exported)
+
+
+def restore(checkpoint, path, num_actions):
+    """Restore ``path`` into ``checkpoint``, refusing files that are missing, corrupt or for another game."""
+    try:
+        saved_shapes = dict(tf.train.list_variables(path))
+    except (tf.errors.OpError, ValueError) as error:
+        raise UsageError(f"cannot read checkpoint {path}: {error.__class__.__name__}") from None
+    # The output layer's kernel is the only (hidden units, actions) matrix.
+    output_kernels = [
+        shape
+        for name, shape in saved_shapes.items()
+        if name.startswith("global_network/") and len(shape) == 2 and shape[0] == HIDDEN_UNITS
+    ]
+    if output_kernels and output_kernels[0][1] != num_actions:
+        raise CheckpointMismatch(
+            f"checkpoint {path} was made for a game with {output_kernels[0][1]} actions; this game has {num_actions}"
+        )
+    try:
+        checkpoint.restore(path).expect_partial()
+    except (tf.errors.OpError, ValueError, AssertionError) as error:
+        raise UsageError(f"cannot load checkpoint {path}: {error.__class__.__name__}") from None

@@ -1,0 +1,9 @@
+"""The errors a user can cause, each reported as one line and exit status 2."""
+
+
+class UsageError(Exception):
+    """Bad input from the user: reported as one line, exit status 2."""
+
+
+class CheckpointMismatch(UsageError):
+    """A checkpoint that loads but was made for a game with another number of actions."""

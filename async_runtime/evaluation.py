@@ -1,0 +1,90 @@
+"""``--testing``: play a checkpoint's global network under the standard protocol and report its scores.
+
+The protocol: game over ends an episode (all lives), up to --eval_noop_max
+no-op frames start it, --eval_max_episode_frames cuts it, and actions are
+epsilon-greedy with --eval_epsilon.
+"""
+
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+import atari_wrapper
+from async_runtime.actor_learner import num_actions_of
+from async_runtime.checkpoints import restore
+from async_runtime.errors import UsageError
+from async_runtime.flags import ensure_writable
+from async_runtime.schedules import epsilon_greedy
+from build_model import build_network
+
+
+def evaluate(args):
+    """Play --num_eval_episodes with --eval_epsilon; print and log each score and the summary."""
+    num_actions = num_actions_of(args)
+    network = build_network(num_actions, args.agent_history_length)
+    if args.record_video:
+        ensure_writable(args.record_video)
+    path = args.checkpoint_file or tf.train.latest_checkpoint(os.path.join(args.checkpoint_dir, args.experiment))
+    if path is None:
+        raise UsageError(
+            f"--testing needs a checkpoint: none in {os.path.join(args.checkpoint_dir, args.experiment)}; "
+            "train first or pass --checkpoint_file"
+        )
+    restore(tf.train.Checkpoint(global_network=network), path, num_actions)
+
+    @tf.function(jit_compile=True)
+    def greedy(state):
+        return tf.argmax(network(state[None])[0], output_type=tf.int32)
+
+    env = atari_wrapper.make_env(
+        args.game,
+        args.agent_history_length,
+        noop_max=args.eval_noop_max,
+        max_episode_frames=args.eval_max_episode_frames,
+        render_mode="human" if args.render_environment else None,
+        video_dir=args.record_video,
+    )
+    rng = np.random.default_rng(args.seed)
+    scores, noop_frames, episode_frames = [], [], []
+    print(f"testing {path} on {args.game}: {args.num_eval_episodes} episodes, epsilon {args.eval_epsilon}")
+    for episode in range(args.num_eval_episodes):
+        state, _ = env.reset(seed=args.seed + episode)
+        score, done = 0.0, False
+        while not done:
+            action = epsilon_greedy(rng, args.eval_epsilon, num_actions, lambda: greedy(state))
+            state, reward, terminated, truncated, _ = env.step(action)
+            score += reward
+            done = terminated or truncated
+        scores.append(score)
+        noop_frames.append(env.noop_frames)
+        episode_frames.append(env.episode_frames)
+        print(f"episode {episode + 1}/{args.num_eval_episodes}: score {score:g}", flush=True)
+    env.close()
+    summary = {
+        "checkpoint": path,
+        "game": args.game,
+        "episodes": len(scores),
+        "eval_epsilon": args.eval_epsilon,
+        "scores": scores,
+        "mean": float(np.mean(scores)),
+        "median": float(np.median(scores)),
+        "std": float(np.std(scores)),
+        "noop_frames": noop_frames,  # no-op frames that started each episode
+        "episode_frames": episode_frames,  # frames played after them
+    }
+    print(f"mean score {summary['mean']:.2f} ± {summary['std']:.2f} (median {summary['median']:g})")
+    with open(f"{path}.eval.json", "w") as file:
+        json.dump(summary, file, indent=2)
+    summary_dir = os.path.join(args.summary_dir, args.experiment, "eval")
+    ensure_writable(summary_dir)
+    writer = tf.summary.create_file_writer(summary_dir)
+    T = int(tf.train.load_variable(path, "T/.ATTRIBUTES/VARIABLE_VALUE"))
+    with writer.as_default():
+        for index, score in enumerate(scores):
+            tf.summary.scalar("eval/episode_score", score, step=index)
+        tf.summary.scalar("eval/mean_score", summary["mean"], step=T)
+        tf.summary.scalar("eval/score_std", summary["std"], step=T)
+    writer.close()
+    return 0

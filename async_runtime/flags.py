@@ -1,0 +1,184 @@
+"""The flags both learners take, with the seed's names and defaults, validated up front."""
+
+import argparse
+import math
+import os
+import tempfile
+
+import atari_wrapper
+from async_runtime.errors import UsageError
+
+
+def common_parser(description, default_experiment):
+    """The flags both learners take, with the seed's names and defaults."""
+    parser = argparse.ArgumentParser(
+        description=description,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add = parser.add_argument
+    add("--experiment", default=default_experiment, help="name of the run: its summary and checkpoint folder")
+    add("--game", default="SpaceInvadersNoFrameskip-v4", help="gymnasium id of the game, e.g. BreakoutNoFrameskip-v4")
+    add("--num_actor_threads", type=int, default=16, help="actor-learner threads, each with its own emulator")
+    add("--T_max", type=int, default=20_000_000, help="agent steps over all threads before training stops")
+    add("--learning_rate", type=float, default=1e-4, help="initial RMSProp learning rate")
+    add(
+        "--anneal_learning_rate",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="anneal the learning rate linearly to 0 at T_max",
+    )
+    add("--decay_rate_RMSProp", type=float, default=0.99, help="RMSProp decay of the shared squared-gradient mean")
+    add("--epsilon_RMSProp", type=float, default=0.1, help="RMSProp epsilon, added under the square root")
+    add("--clip_norm", type=float, default=10.0, help="clip each gradient to this global norm")
+    add("--gamma", type=float, default=0.99, help="discount factor")
+    add(
+        "--target_network_update_frequency",
+        type=int,
+        default=40_000,
+        help="copy the global network to the target network every this many steps of T",
+    )
+    add(
+        "--final_epsilon_choices",
+        type=float,
+        nargs="+",
+        default=[0.1, 0.01, 0.5],
+        help="final exploration rates; each thread draws one",
+    )
+    add(
+        "--final_epsilon_choice_probabilities",
+        type=float,
+        nargs="+",
+        default=[0.4, 0.3, 0.3],
+        help="probability of drawing each final exploration rate",
+    )
+    add(
+        "--anneal_epsilon_timesteps",
+        type=int,
+        default=4_000_000,
+        help="steps of T over which epsilon falls linearly from 1 to the thread's final value",
+    )
+    add("--agent_history_length", type=int, default=4, help="frames stacked into one state")
+    add(
+        "--noop_max",
+        type=int,
+        default=30,
+        help="each training game starts with 0 to this many no-op frames, drawn at random; 0: none",
+    )
+    add(
+        "--episodic_life",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="a lost life ends the episode for learning (no bootstrap) while the game goes on; "
+        "scores are logged per game",
+    )
+    add(
+        "--env_backend",
+        choices=("auto", "gymnasium", "ale_vector"),
+        default="auto",
+        help="emulator path for training: ale_vector steps outside the GIL (fixed frame-skip ids only); "
+        "gymnasium uses AtariWrapper; auto picks ale_vector where it can",
+    )
+    add("--summary_dir", default="/tmp/summaries", help="TensorBoard logs go to <summary_dir>/<experiment>")
+    add("--checkpoint_dir", default="/tmp/checkpoints", help="checkpoints go to <checkpoint_dir>/<experiment>")
+    add("--summary_interval", type=float, default=10.0, help="seconds between console lines and rate summaries")
+    add("--checkpoint_interval", type=float, default=600.0, help="seconds between checkpoints")
+    add(
+        "--render_environment",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="show the game window (first thread while training; every episode when testing)",
+    )
+    add(
+        "--testing",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="evaluate a checkpoint instead of training",
+    )
+    add("--checkpoint_file", default=None, help="checkpoint to evaluate; default: the experiment's latest")
+    add("--num_eval_episodes", type=int, default=30, help="episodes played by --testing")
+    add("--eval_epsilon", type=float, default=0.05, help="exploration rate while testing")
+    add(
+        "--eval_noop_max",
+        type=int,
+        default=30,
+        help="each test episode starts with 0 to this many no-op frames, drawn at random",
+    )
+    add(
+        "--eval_max_episode_frames",
+        type=int,
+        default=18_000,
+        help="emulator frames before a test episode is cut (18,000 = 5 minutes of play)",
+    )
+    add("--record_video", metavar="DIR", default=None, help="with --testing, write each episode as an MP4 to DIR")
+    add("--seed", type=int, default=0, help="seed for weights, exploration and emulators")
+    return parser
+
+
+def parse_args(parser, argv=None):
+    """Parse and validate; bad input exits with one line and status 2."""
+    args = parser.parse_args(argv)
+    try:
+        validate_args(args)
+    except UsageError as error:
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
+    return args
+
+
+def validate_args(args):
+    positive = [
+        "num_actor_threads",
+        "T_max",
+        "target_network_update_frequency",
+        "anneal_epsilon_timesteps",
+        "agent_history_length",
+        "num_eval_episodes",
+        "eval_max_episode_frames",
+        "summary_interval",
+        "checkpoint_interval",
+        "clip_norm",
+        "epsilon_RMSProp",
+    ]
+    positive += [name for name in ("num_steps_Q", "async_update_frequency") if hasattr(args, name)]
+    for name in positive:
+        if not getattr(args, name) > 0:
+            raise UsageError(f"--{name} must be positive, got {getattr(args, name)}")
+    if not 0 < args.learning_rate <= 1:
+        raise UsageError(f"--learning_rate must be in (0, 1], got {args.learning_rate}")
+    if not 0 <= args.decay_rate_RMSProp < 1:
+        raise UsageError(f"--decay_rate_RMSProp must be in [0, 1), got {args.decay_rate_RMSProp}")
+    if not 0 < args.gamma <= 1:
+        raise UsageError(f"--gamma must be in (0, 1], got {args.gamma}")
+    for name in ("noop_max", "eval_noop_max"):
+        if getattr(args, name) < 0:
+            raise UsageError(f"--{name} must be 0 or more, got {getattr(args, name)}")
+    for value in (args.eval_epsilon, *args.final_epsilon_choices):
+        if not 0 <= value <= 1:
+            raise UsageError(f"exploration rates must be in [0, 1], got {value}")
+    choices, probabilities = args.final_epsilon_choices, args.final_epsilon_choice_probabilities
+    if len(choices) != len(probabilities):
+        raise UsageError(
+            f"--final_epsilon_choices has {len(choices)} values but "
+            f"--final_epsilon_choice_probabilities has {len(probabilities)}"
+        )
+    if min(probabilities) < 0 or not math.isclose(sum(probabilities), 1.0, abs_tol=1e-6):
+        raise UsageError(
+            f"--final_epsilon_choice_probabilities must be non-negative and sum to 1, got {probabilities}"
+        )
+    try:
+        atari_wrapper.check_game(args.game)
+    except atari_wrapper.UnknownGameError as error:
+        raise UsageError(f"--game: {error}") from None
+    if args.record_video and args.render_environment:
+        raise UsageError("--record_video and --render_environment cannot be combined: pick one")
+    if args.env_backend == "ale_vector" and atari_wrapper.vector_env_settings(args.game) is None:
+        raise UsageError(f"--env_backend ale_vector cannot run {args.game} (random frame skip); use gymnasium")
+
+
+def ensure_writable(path):
+    """Create ``path`` if needed and refuse it now if files cannot be written there."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        raise UsageError(f"cannot write to {path}: {error.strerror}") from None

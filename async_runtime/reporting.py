@@ -1,0 +1,110 @@
+"""What a training run reports: TensorBoard summaries and the console line."""
+
+import math
+import sys
+import time
+
+import numpy as np
+import tensorflow as tf
+import tqdm
+
+RECENT_EPISODES = 50  # episodes in the console's and summaries' recent mean score
+
+
+class TrainingLog:
+    """TensorBoard summaries under ``summary_dir`` and the console's progress, for one training run.
+
+    Episode scalars are logged at the T when the episode ended; rates and
+    losses at the T of each summary interval.
+    """
+
+    def __init__(self, summary_dir, args, T):
+        self.writer = tf.summary.create_file_writer(summary_dir)
+        with self.writer.as_default():
+            tf.summary.text("hyperparameters", hyperparameter_table(args), step=T)
+        self.progress = Progress(T, args.T_max, live=sys.stdout.isatty())
+        self.recent_scores = []
+
+    def episode(self, record):
+        with self.writer.as_default():
+            tf.summary.scalar("episode/score", record.score, step=record.T)
+            tf.summary.scalar("episode/length", record.length, step=record.T)
+            tf.summary.scalar("episode/mean_max_q", record.mean_max_q, step=record.T)
+            tf.summary.scalar("episode/epsilon", record.epsilon, step=record.T)
+        self.recent_scores = [*self.recent_scores[-(RECENT_EPISODES - 1):], record.score]
+
+    def rates(self, T, frames_per_second, learning_rate, td_loss):
+        """The summary interval's rates; ``td_loss`` is None when no state was learned from."""
+        recent_score = float(np.mean(self.recent_scores)) if self.recent_scores else None
+        with self.writer.as_default():
+            tf.summary.scalar("charts/frames_per_second", frames_per_second, step=T)
+            tf.summary.scalar("charts/learning_rate", learning_rate, step=T)
+            if td_loss is not None:
+                tf.summary.scalar("losses/td_loss", td_loss, step=T)
+            if recent_score is not None:
+                tf.summary.scalar("charts/recent_mean_score", recent_score, step=T)
+        self.writer.flush()
+        self.progress.report(T, frames_per_second, recent_score, len(self.recent_scores))
+
+    def message(self, text):
+        self.progress.write(text)
+
+    def close(self):
+        self.writer.flush()
+        self.writer.close()
+        self.progress.close()
+
+
+def hyperparameter_table(args):
+    rows = "\n".join(f"|{key}|{value}|" for key, value in sorted(vars(args).items()))
+    return f"|flag|value|\n|-|-|\n{rows}"
+
+
+class Progress:
+    """Where training stands: T of T_max, frames/s, elapsed, time left, recent score.
+
+    On a terminal, a live tqdm bar; in a file (CI, nohup), one plain line per
+    summary interval, so the log stays readable.
+    """
+
+    def __init__(self, T, T_max, live):
+        self.T_max = T_max
+        self.started = time.monotonic()
+        self.start_T = T
+        self.bar = tqdm.tqdm(total=T_max, initial=T, unit=" steps", unit_scale=True, dynamic_ncols=True) if live else None
+
+    def tick(self, T):
+        if self.bar is not None:
+            self.bar.update(T - self.bar.n)
+
+    def report(self, T, frames_per_second, recent_score, episodes):
+        score = f"{recent_score:.2f} over {episodes} episodes" if episodes else "no episode yet"
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"{frames_per_second:,.0f} frames/s, score {score}")
+            return
+        elapsed = time.monotonic() - self.started
+        steps_per_second = (T - self.start_T) / elapsed if elapsed > 0 else 0.0
+        remaining = (self.T_max - T) / steps_per_second if steps_per_second > 0 else float("inf")
+        print(
+            f"T {T:,}/{self.T_max:,} | {frames_per_second:,.0f} frames/s | score {score} | "
+            f"elapsed {format_duration(elapsed)} | left {format_duration(remaining)}",
+            flush=True,
+        )
+
+    def write(self, message):
+        if self.bar is not None:
+            tqdm.tqdm.write(message)
+        else:
+            print(message, flush=True)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def format_duration(seconds):
+    if not math.isfinite(seconds):
+        return "?"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"

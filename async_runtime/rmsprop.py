@@ -1,0 +1,62 @@
+"""The paper's shared RMSProp: one set of statistics for all threads, updated without locks."""
+
+import numba
+import numpy as np
+
+from async_runtime.weights import flat_views
+
+
+class SharedRMSProp:
+    """RMSProp whose statistics all threads share:
+
+        g     <- decay * g + (1 - decay) * grad ** 2
+        theta <- theta - learning_rate * grad / sqrt(g + epsilon)
+
+    theta and g are NumPy arrays that the threads update at the same time,
+    in place and without locks, as the paper's actor-learners do. The step
+    is a compiled loop that releases the GIL; TensorFlow's own update
+    kernels lock each variable for the whole update, which kept two threads'
+    updates from overlapping (README, performance).
+    """
+
+    def __init__(self, theta, decay, epsilon):
+        """``theta``: the arrays the updates write, in place."""
+        self.decay = decay
+        self.epsilon = epsilon
+        self.mean_squares = [np.zeros_like(array) for array in theta]
+        self._flat_theta = flat_views(theta)
+        self._flat_mean_squares = flat_views(self.mean_squares)
+
+    def apply(self, gradients, clip_factor, learning_rate, theta_copy):
+        """theta <- RMSProp(theta, clip_factor * gradients); theta_copy <- the new theta, in the same pass."""
+        _rmsprop_step(
+            self._flat_theta,
+            self._flat_mean_squares,
+            flat_views(np.asarray(gradient) for gradient in gradients),
+            flat_views(theta_copy),
+            clip_factor,
+            learning_rate,
+            self.decay,
+            self.epsilon,
+        )
+
+
+# One call for all layers: each call out of Python lets the other threads take
+# the GIL, and winning it back can mean waiting for one of them.
+@numba.njit(nogil=True, error_model="numpy")
+def _rmsprop_step(thetas, mean_squares, gradients, theta_copies, clip_factor, learning_rate, decay, epsilon):
+    """SharedRMSProp's step on tuples of flat float32 arrays: one pass over memory, the clip applied on the way."""
+    # float32 throughout, as TensorFlow's kernel computes: the loops vectorise.
+    clip_factor, learning_rate = np.float32(clip_factor), np.float32(learning_rate)
+    decay, epsilon = np.float32(decay), np.float32(epsilon)
+    new_weight = np.float32(1.0) - decay
+    for layer in range(len(thetas)):
+        theta, mean_square = thetas[layer], mean_squares[layer]
+        gradient, theta_copy = gradients[layer], theta_copies[layer]
+        for i in range(theta.size):
+            grad = gradient[i] * clip_factor
+            g = decay * mean_square[i] + new_weight * grad * grad
+            mean_square[i] = g
+            value = theta[i] - learning_rate * grad / np.sqrt(g + epsilon)
+            theta[i] = value
+            theta_copy[i] = value
