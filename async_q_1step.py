@@ -30,8 +30,8 @@ from async_runtime.actor_learner import clip_reward
 from async_runtime.schedules import crossed
 
 
-def parse_args(argv=None):
-    parser = flags.common_parser(__doc__.split("\n")[0], default_experiment="async_q_1step")
+def parse_args(argv=None, description=__doc__.split("\n")[0], default_experiment="async_q_1step"):
+    parser = flags.common_parser(description, default_experiment)
     parser.add_argument(
         "--async_update_frequency",
         type=int,

@@ -51,7 +51,7 @@ class ActorLearner:
         self.next_states_tensor = tensor_view(self.next_states)
         ops = shared.ops
         self._gradient = ops.bind(ops.gradient, self.local.tensors, *self.batch)
-        self._max_q = ops.bind(ops.max_q, shared.target.tensors, self.next_states_tensor)
+        self._q_values = ops.bind(ops.q_values, shared.target.tensors, self.next_states_tensor)
         self.loss_sum = 0.0  # written by this thread only; the driver reads differences
         self.loss_count = 0
         self._episode_seed = args.seed * 1000 + index
@@ -108,15 +108,19 @@ class ActorLearner:
         """theta' <- theta."""
         self.local.assign(self.shared.theta.arrays)
 
-    def max_target_q(self, states):
-        """max_a Q(s, a; theta-minus) per state; batches are padded to one compiled size."""
+    def target_q_values(self, states):
+        """Q(s, a; theta-minus), one row per state; batches are padded to one compiled size."""
         target = self.shared.target  # one snapshot, even if the target moves meanwhile
         count = len(states)
         if count == 1:  # the n-step bootstrap: NumPy, as for acting
-            return q_values_numpy(target.arrays, states[0]).max(keepdims=True)
+            return q_values_numpy(target.arrays, states[0])[None]
         self.next_states[:count] = states
-        (max_q,) = self._max_q(*target.tensors, self.next_states_tensor)
-        return max_q.numpy()[:count]
+        (q_values,) = self._q_values(*target.tensors, self.next_states_tensor)
+        return q_values.numpy()[:count]
+
+    def max_target_q(self, states):
+        """max_a Q(s, a; theta-minus) per state."""
+        return self.target_q_values(states).max(axis=1)
 
     def learn(self, states, actions, targets):
         """One asynchronous update: the gradient of sum_i (y_i - Q(s_i, a_i; theta'))^2 at theta',

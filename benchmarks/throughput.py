@@ -6,7 +6,8 @@ learners size TensorFlow's thread pools by thread count, once per process):
 (a) envs only: the threads step the same environments the learners use,
     with random actions: the ceiling a learner could reach;
 (b) the n-step learner (async_q_nstep.actor_learner_thread, the real training loop);
-(c) the 1-step learner (async_q_1step.actor_learner_thread).
+(c) the 1-step Q learner (async_q_1step.actor_learner_thread);
+(d) the 1-step Sarsa learner (async_sarsa_1step.actor_learner_thread).
 
 Compilation and warm-up are excluded; each figure is the median of several
 timed windows. Prints a markdown table, with each learner's ratio to (a), and
@@ -35,13 +36,15 @@ import numpy as np  # noqa: E402
 
 import async_q_1step  # noqa: E402
 import async_q_nstep  # noqa: E402
+import async_sarsa_1step  # noqa: E402
 from async_runtime import driver  # noqa: E402
 from async_runtime.actor_learner import ActorLearner, make_training_env, num_actions_of  # noqa: E402
 from async_runtime.shared_state import SharedState  # noqa: E402
 import atari_wrapper  # noqa: E402
 
 
-LEARNERS = {"n_step": async_q_nstep, "one_step": async_q_1step}
+LEARNERS = {"n_step": async_q_nstep, "one_step": async_q_1step, "sarsa": async_sarsa_1step}
+LABELS = {"n_step": "n-step Q", "one_step": "1-step Q", "sarsa": "1-step Sarsa"}
 
 
 def measure(count_steps, frames_per_step, warm_up_seconds, windows, window_seconds):
@@ -135,20 +138,20 @@ def main(argv=None):
     rows = []
     for threads in options.threads:
         ceiling = in_fresh_process(envs_only, common, threads, timing)
-        nstep = in_fresh_process(learner, "n_step", common, threads, timing)
-        onestep = in_fresh_process(learner, "one_step", common, threads, timing)
-        rows.append({"threads": threads, "envs_only": ceiling, "n_step": nstep, "one_step": onestep})
-        print(f"{threads} threads: envs {ceiling:,.0f}, n-step {nstep:,.0f}, 1-step {onestep:,.0f} frames/s",
-              file=sys.stderr, flush=True)
+        row = {"threads": threads, "envs_only": ceiling}
+        for name in LEARNERS:
+            row[name] = in_fresh_process(learner, name, common, threads, timing)
+        rows.append(row)
+        rates = ", ".join(f"{LABELS[name]} {row[name]:,.0f}" for name in LEARNERS)
+        print(f"{threads} threads: envs {ceiling:,.0f}, {rates} frames/s", file=sys.stderr, flush=True)
 
     print(f"\n{options.game}, env backend {options.env_backend}, {os.cpu_count()} CPUs; "
           f"emulator frames per second, median of {options.windows} windows of {options.window_seconds:g} s\n")
-    print("| threads | envs only | n-step Q | n-step / envs | 1-step Q | 1-step / envs |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    print("| threads | envs only | " + " | ".join(f"{LABELS[name]} | / envs" for name in LEARNERS) + " |")
+    print("|---:|---:|" + "---:|---:|" * len(LEARNERS))
     for row in rows:
-        print(f"| {row['threads']} | {row['envs_only']:,.0f} | {row['n_step']:,.0f} | "
-              f"{row['n_step'] / row['envs_only']:.0%} | {row['one_step']:,.0f} | "
-              f"{row['one_step'] / row['envs_only']:.0%} |")
+        cells = " | ".join(f"{row[name]:,.0f} | {row[name] / row['envs_only']:.0%}" for name in LEARNERS)
+        print(f"| {row['threads']} | {row['envs_only']:,.0f} | {cells} |")
     report = {
         "game": options.game,
         "env_backend": options.env_backend,

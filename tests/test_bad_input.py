@@ -6,6 +6,7 @@ import pytest
 
 import async_q_1step
 import async_q_nstep
+import async_sarsa_1step
 from conftest import run_script
 
 GAME = ["--game", "Catch-v0"]
@@ -42,9 +43,10 @@ def test_flags_are_validated_with_one_line(flags, message, capsys):
     assert re.search(message, error), error
 
 
-def test_the_one_step_script_validates_its_own_flag(capsys):
+@pytest.mark.parametrize("script", [async_q_1step, async_sarsa_1step], ids=["1-step Q", "Sarsa"])
+def test_the_one_step_scripts_validate_their_own_flag(script, capsys):
     with pytest.raises(SystemExit):
-        async_q_1step.parse_args([*GAME, "--async_update_frequency", "-1"])
+        script.parse_args([*GAME, "--async_update_frequency", "-1"])
     assert "--async_update_frequency must be positive" in capsys.readouterr().err
 
 

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 import async_q_1step
 import async_q_nstep
+import async_sarsa_1step
 from async_runtime.actor_learner import ActorLearner
 from async_runtime.rmsprop import SharedRMSProp
 from async_runtime.schedules import crossed, draw_final_epsilon, epsilon_at, learning_rate_at
@@ -192,11 +193,11 @@ class Recorder:
         self.calls = []  # (states, actions, targets, bootstrap states or None)
         self._bootstrap_states = None
         self._segments = segments
-        learn, max_target_q = learner.learn, learner.max_target_q
+        learn, target_q_values = learner.learn, learner.target_q_values
 
-        def recording_max_target_q(states):
+        def recording_target_q_values(states):  # max_target_q calls it too
             self._bootstrap_states = np.array(states)
-            return max_target_q(states)
+            return target_q_values(states)
 
         def recording_learn(states, actions, targets):
             self.calls.append((np.array(states), list(actions), np.array(targets), self._bootstrap_states))
@@ -205,14 +206,18 @@ class Recorder:
             if len(self.calls) == self._segments:
                 learner.shared.stop_event.set()
 
-        learner.max_target_q = recording_max_target_q
+        learner.target_q_values = recording_target_q_values
         learner.learn = recording_learn
 
 
-def target_q(shared, states):
+def target_q_values(shared, states):
     network = build_network(shared.num_actions)
     network.set_weights(shared.target.arrays)
-    return network(states).numpy().max(axis=1)
+    return network(states).numpy()
+
+
+def target_q(shared, states):
+    return target_q_values(shared, states).max(axis=1)
 
 
 def assert_q_close(actual, expected):
@@ -265,6 +270,24 @@ def test_one_step_targets_use_the_target_network_and_stop_at_terminal_states():
     assert targets[-1] in (-1.0, 1.0)
 
 
+def test_sarsa_targets_value_the_action_the_thread_plays_next():
+    """y = gamma * Q(s', a'; theta-minus) with a' the action taken next, across updates, while epsilon is high."""
+    shared, learner = make_learner(
+        async_sarsa_1step, "--async_update_frequency", "4", "--target_network_update_frequency", "1000000"
+    )
+    recorder = Recorder(learner, segments=3)
+    async_sarsa_1step.actor_learner_thread(learner, shared, shared.args)
+
+    assert [len(states) for states, *_ in recorder.calls] == [4, 4, 1], "Catch's 9 steps; the terminal ends early"
+    played = sum((actions for _, actions, _, _ in recorder.calls), [])
+    targets = np.concatenate([targets for _, _, targets, _ in recorder.calls])
+    next_q = target_q_values(shared, np.concatenate([next_states for *_, next_states in recorder.calls]))
+    expected = GAMMA * next_q[np.arange(8), played[1:]]  # the 4th a' is the next update's first action
+    assert_q_close(targets[:8], expected)
+    assert targets[8] in (-1.0, 1.0), "a terminal state values no next action"
+    assert not np.allclose(expected, GAMMA * next_q[:8].max(axis=1)), "exploring: not Q-learning's target"
+
+
 def test_the_target_network_moves_only_at_its_interval():
     shared, learner = make_learner(async_q_nstep, "--learning_rate", "0.01", "--target_network_update_frequency", "20")
     recorder = Recorder(learner, segments=3)  # T = 5, 9 (episode end), 14: below 20
@@ -283,14 +306,16 @@ def test_the_target_network_moves_only_at_its_interval():
     assert_q_close(learner.max_target_q(state), target_q(shared, state))
 
 
-@pytest.mark.parametrize("script", [async_q_nstep, async_q_1step], ids=["n-step", "1-step"])
+@pytest.mark.parametrize(
+    "script", [async_q_nstep, async_q_1step, async_sarsa_1step], ids=["n-step", "1-step", "sarsa"]
+)
 def test_theta_minus_is_theta_after_each_crossing_and_still_between(script):
     """Right after the update whose T crosses a multiple of the interval, theta-minus equals theta;
     at every other update it stays as it was."""
     interval = 7
     shared, learner = make_learner(
         script, "--learning_rate", "0.01", "--target_network_update_frequency", str(interval),
-        *(["--async_update_frequency", "5"] if script is async_q_1step else []),
+        *(["--async_update_frequency", "5"] if script is not async_q_nstep else []),
     )
     seen = []  # (T, theta, theta-minus) as each update begins: what the previous iteration left
     learn = learner.learn
@@ -326,6 +351,18 @@ def test_one_step_truncation_bootstraps():
     assert len(states) == 3, "the cut applies the accumulated gradient early"
     assert_q_close(targets, GAMMA * target_q(shared, next_states))
     assert targets[-1] != 0.0
+
+
+def test_sarsa_truncation_bootstraps():
+    shared, learner = make_learner(async_sarsa_1step, "--target_network_update_frequency", "1000000")
+    learner.env = gym.wrappers.TimeLimit(learner.env, max_episode_steps=3)
+    recorder = Recorder(learner, segments=1)
+    async_sarsa_1step.actor_learner_thread(learner, shared, shared.args)
+
+    (states, actions, targets, next_states), = recorder.calls
+    assert len(states) == 3, "the cut applies the accumulated gradient early"
+    assert_q_close(targets[:2], GAMMA * target_q_values(shared, next_states[:2])[[0, 1], actions[1:]])
+    assert targets[-1] != 0.0, "the cut state's a' is drawn, not played, and its value bootstraps"
 
 
 class GameLog:

@@ -1,4 +1,4 @@
-"""Both learners learn: Catch-v0 (catch.py) through the real scripts, in about two minutes each.
+"""The learners learn: Catch-v0 (catch.py) through the real scripts, in about two minutes each.
 
 The pass mark is a mean score of at least 80% of the best possible (+1 per
 episode) over the last 50 training episodes, within a fixed step budget. A
@@ -37,7 +37,7 @@ FAST_CATCH = [
 RUNS = 3
 
 
-@pytest.mark.parametrize("script", ["async_q_nstep.py", "async_q_1step.py"])
+@pytest.mark.parametrize("script", ["async_q_nstep.py", "async_q_1step.py", "async_sarsa_1step.py"])
 def test_learner_masters_catch(script, tmp_path):
     last_50_by_run = []
     for run in range(RUNS):

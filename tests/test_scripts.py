@@ -1,4 +1,4 @@
-"""Both scripts end to end, as a user runs them: real processes on a real ALE game."""
+"""The scripts end to end, as a user runs them: real processes on a real ALE game."""
 
 import json
 import re
@@ -14,7 +14,7 @@ EPISODE_TAGS = {"episode/score", "episode/length", "episode/mean_max_q", "episod
 RATE_TAGS = {"charts/frames_per_second", "charts/learning_rate", "losses/td_loss"}
 
 
-@pytest.mark.parametrize("script", ["async_q_nstep.py", "async_q_1step.py"])
+@pytest.mark.parametrize("script", ["async_q_nstep.py", "async_q_1step.py", "async_sarsa_1step.py"])
 def test_train_resume_and_test(script, tmp_path, run_dirs):
     first = run_script(script, *SHORT_RUN, "--T_max", "3000", *run_dirs)
     summaries, checkpoints = tmp_path / "summaries" / "smoke", tmp_path / "checkpoints" / "smoke"
@@ -39,7 +39,11 @@ def test_train_resume_and_test(script, tmp_path, run_dirs):
 
 
 def test_help_documents_every_flag():
-    for script, own_flag in [("async_q_nstep.py", "--num_steps_Q"), ("async_q_1step.py", "--async_update_frequency")]:
+    for script, own_flag in [
+        ("async_q_nstep.py", "--num_steps_Q"),
+        ("async_q_1step.py", "--async_update_frequency"),
+        ("async_sarsa_1step.py", "--async_update_frequency"),
+    ]:
         help_text = run_script(script, "--help").stdout
         for flag in ["--experiment", "--game", "--num_actor_threads", "--T_max", "--testing", "--no-testing",
                      "--checkpoint_file", "--final_epsilon_choices", "--noop_max", "--episodic_life",
