@@ -29,13 +29,16 @@ def _import_tensorflow_quietly():
 
     They come (twice: two libraries) before TensorFlow reads its log level:
     oneDNN's, "Could not find cuda drivers", absl's. Python's own errors still
-    show, since stderr is back before an exception leaves. A user who sets
-    TF_CPP_MIN_LOG_LEVEL sees everything TensorFlow prints at that level.
+    show, since stderr is back before an exception leaves. A user who asks for
+    TensorFlow's info or warnings (TF_CPP_MIN_LOG_LEVEL 0 or 1) sees them all.
+    The level this sets is inherited by the scripts a process starts (tests,
+    benchmarks), so a level of 2 or more still hides the notices.
     """
-    if "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+    level = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
+    if level in ("0", "1"):
         import tensorflow  # noqa: F401
         return
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"  # info and warnings; errors still print
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = level or "2"  # no info or warnings; errors still print
     sys.stderr.flush()
     saved_stderr = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)

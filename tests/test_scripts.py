@@ -22,6 +22,7 @@ def test_train_resume_and_test(script, tmp_path, run_dirs):
     first_T = checkpoint_T(tf.train.latest_checkpoint(str(checkpoints)))
     assert first_T >= 3000
     assert re.search(r"T [\d,]+/3,000 \| [\d,]+ frames/s", first.stdout)
+    assert "absl::InitializeLog" not in first.stderr and "oneDNN" not in first.stderr, "TensorFlow's notices"
 
     second = run_script(script, *SHORT_RUN, "--T_max", "5000", *run_dirs)
     assert f"at T = {first_T:,}" in second.stdout
