@@ -27,6 +27,7 @@ import numpy as np
 
 from async_runtime import driver, flags
 from async_runtime.actor_learner import clip_reward
+from async_runtime.models import Q_NETWORK
 from async_runtime.schedules import crossed
 
 
@@ -39,6 +40,11 @@ def parse_args(argv=None, description=__doc__.split("\n")[0], default_experiment
         help="I_AsyncUpdate: agent steps between gradient applications (the paper used 5)",
     )
     return flags.parse_args(parser, argv)
+
+
+def model(args):
+    """The Q-network and its loss, the squared TD error."""
+    return Q_NETWORK
 
 
 def max_segment_steps(args):
@@ -84,4 +90,4 @@ def actor_learner_thread(learner, shared, args):
 
 if __name__ == "__main__":
     arguments = parse_args()
-    sys.exit(driver.main(arguments, actor_learner_thread, max_segment_steps(arguments)))
+    sys.exit(driver.main(arguments, actor_learner_thread, max_segment_steps(arguments), model(arguments)))

@@ -25,6 +25,7 @@ import numpy as np
 
 from async_runtime import driver, flags
 from async_runtime.actor_learner import clip_reward
+from async_runtime.models import Q_NETWORK
 from async_runtime.schedules import crossed
 
 
@@ -32,6 +33,11 @@ def parse_args(argv=None):
     parser = flags.common_parser(__doc__.split("\n")[0], default_experiment="async_q_nstep")
     parser.add_argument("--num_steps_Q", type=int, default=5, help="t_max: agent steps per segment")
     return flags.parse_args(parser, argv)
+
+
+def model(args):
+    """The Q-network and its loss, the squared TD error."""
+    return Q_NETWORK
 
 
 def max_segment_steps(args):
@@ -77,4 +83,4 @@ def actor_learner_thread(learner, shared, args):
 
 if __name__ == "__main__":
     arguments = parse_args()
-    sys.exit(driver.main(arguments, actor_learner_thread, max_segment_steps(arguments)))
+    sys.exit(driver.main(arguments, actor_learner_thread, max_segment_steps(arguments), model(arguments)))

@@ -29,7 +29,7 @@ import sys
 import numpy as np
 
 import async_q_1step
-from async_q_1step import max_segment_steps, one_step_targets
+from async_q_1step import max_segment_steps, model, one_step_targets
 from async_runtime import driver
 from async_runtime.actor_learner import clip_reward
 from async_runtime.schedules import crossed
@@ -75,4 +75,4 @@ def actor_learner_thread(learner, shared, args):
 
 if __name__ == "__main__":
     arguments = parse_args()
-    sys.exit(driver.main(arguments, actor_learner_thread, max_segment_steps(arguments)))
+    sys.exit(driver.main(arguments, actor_learner_thread, max_segment_steps(arguments), model(arguments)))

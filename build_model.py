@@ -16,6 +16,10 @@ with the same shapes, so weights copy from one to the other one for one:
     >>> a, b = build_network(6), build_network_tf_layers(6)
     >>> for source, dest in zip(a.trainable_variables, b.trainable_variables):
     ...     dest.assign(source)
+
+A3C's network (build_actor_critic_network) has the same layers up to the
+256 hidden units, then two outputs: policy logits, one per action, and the
+value V(s).
 """
 
 import keras
@@ -29,17 +33,38 @@ CONV_LAYERS = ((16, 8, 4), (32, 4, 2))
 HIDDEN_UNITS = 256
 
 
+# The conv and hidden layers' kernels and biases, which both networks share.
+TORSO_WEIGHTS = 2 * len(CONV_LAYERS) + 2
+
+
 def build_network(num_actions, agent_history_length=4):
     """The Q-network as a Keras functional model of standard layers."""
+    state, hidden = _torso(num_actions, agent_history_length)
+    q_values = keras.layers.Dense(num_actions, name="q_values")(hidden)
+    return keras.Model(state, q_values, name="q_network")
+
+
+def build_actor_critic_network(num_actions, agent_history_length=4):
+    """A3C's network: the Q-network's torso with two heads on its hidden layer.
+
+    Outputs ``[policy_logits, value]``: the softmax of the logits is the
+    policy pi(a | s), and ``value`` (one column) is V(s). Its weights are the
+    torso's, then the policy head's, then the value head's.
+    """
+    state, hidden = _torso(num_actions, agent_history_length)
+    policy_logits = keras.layers.Dense(num_actions, name="policy_logits")(hidden)
+    value = keras.layers.Dense(1, name="value")(hidden)
+    return keras.Model(state, [policy_logits, value], name="actor_critic_network")
+
+
+def _torso(num_actions, agent_history_length):
     _check_sizes(num_actions, agent_history_length)
     state = keras.Input((FRAME_SIZE, FRAME_SIZE, agent_history_length), dtype="uint8", name="state")
     x = keras.layers.Rescaling(1.0 / 255.0, dtype="float32")(state)
     for filters, kernel_size, stride in CONV_LAYERS:
         x = keras.layers.Conv2D(filters, kernel_size, strides=stride, activation="relu")(x)
     x = keras.layers.Flatten()(x)
-    x = keras.layers.Dense(HIDDEN_UNITS, activation="relu")(x)
-    q_values = keras.layers.Dense(num_actions, name="q_values")(x)
-    return keras.Model(state, q_values, name="q_network")
+    return state, keras.layers.Dense(HIDDEN_UNITS, activation="relu")(x)
 
 
 class QNetworkOps(keras.layers.Layer):
@@ -106,6 +131,23 @@ def q_values_numpy(weights, state):
     before any arithmetic, more than NumPy takes for the whole pass.
     ``weights`` are the values of build_network's trainable variables, in
     order; ``state`` is one uint8 state (84, 84, m).
+    """
+    output_kernel, output_bias = weights[TORSO_WEIGHTS:]
+    return (np.dot(_hidden_numpy(weights, state), output_kernel) + output_bias)[0]
+
+
+def policy_and_value_numpy(weights, state):
+    """pi(. | s) and V(s) of one state, by build_actor_critic_network's network in NumPy (see q_values_numpy)."""
+    policy_kernel, policy_bias, value_kernel, value_bias = weights[TORSO_WEIGHTS:]
+    hidden = _hidden_numpy(weights, state)
+    logits = (np.dot(hidden, policy_kernel) + policy_bias)[0].astype(np.float64)  # sums to 1 as samplers check
+    probabilities = np.exp(logits - logits.max())
+    probabilities /= probabilities.sum()
+    return probabilities, float((np.dot(hidden, value_kernel) + value_bias)[0, 0])
+
+
+def _hidden_numpy(weights, state):
+    """The torso's output, a (1, HIDDEN_UNITS) row.
 
     Written to hold Python's GIL as little as possible, since the other
     actor-learner threads wait for it: few NumPy calls, products through
@@ -124,13 +166,12 @@ def q_values_numpy(weights, state):
             y *= np.float32(1.0 / 255.0)
         y += bias
         x = np.maximum(y, 0.0, out=y).reshape(side, side, -1)
-    hidden_kernel, hidden_bias, output_kernel, output_bias = weights[len(CONV_LAYERS) * 2:]
+    hidden_kernel, hidden_bias = weights[TORSO_WEIGHTS - 2 : TORSO_WEIGHTS]
     # A (1, n) matrix through np.dot: NumPy 2.4 keeps the GIL through a
     # one-row `@` or a vector product.
     hidden = np.dot(x.reshape(1, -1), hidden_kernel)
     hidden += hidden_bias
-    np.maximum(hidden, 0.0, out=hidden)
-    return (np.dot(hidden, output_kernel) + output_bias)[0]
+    return np.maximum(hidden, 0.0, out=hidden)
 
 
 def _receptive_fields(x, kernel_size, stride):

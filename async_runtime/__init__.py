@@ -1,9 +1,11 @@
-"""The plumbing both asynchronous Q-learners share, one concern per module.
+"""The plumbing the asynchronous learners share, one concern per module.
 
-``async_q_1step.py`` and ``async_q_nstep.py`` hold their algorithms: the
-actor-learner loop and its targets. What runs around them lives here:
+``async_q_1step.py``, ``async_q_nstep.py``, ``async_sarsa_1step.py`` and
+``async_a3c.py`` hold their algorithms: the actor-learner loop and its
+targets. What runs around them lives here:
 
-    flags          the flags both scripts take, validated before anything starts
+    flags          the flags the scripts take, validated before anything starts
+    models         what a learner's network is and its loss: Q-network or actor-critic
     schedules      epsilon, learning rate, target-sync boundary, epsilon-greedy
     weights        network weights as NumPy arrays and, on the same memory, tensors
     rmsprop        the shared, lock-free RMSProp step (numba, outside the GIL)

@@ -11,7 +11,7 @@ import numpy as np
 import atari_wrapper
 from async_runtime.schedules import draw_final_epsilon, epsilon_at, epsilon_greedy
 from async_runtime.weights import Weights, aligned_zeros, tensor_view
-from build_model import FRAME_SIZE, q_values_numpy
+from build_model import FRAME_SIZE, policy_and_value_numpy, q_values_numpy
 
 
 @dataclasses.dataclass
@@ -21,8 +21,8 @@ class EpisodeRecord:
     T: int
     score: float  # unclipped game score, over all its lives
     length: int  # agent steps
-    mean_max_q: float
-    epsilon: float
+    mean_value: float  # of the states acted in: max_a Q(s, a), or A3C's V(s)
+    epsilon: float | None  # None for a learner that samples its policy
 
 
 class ActorLearner:
@@ -33,9 +33,10 @@ class ActorLearner:
         self.index = index
         self.shared = shared
         self.rng = np.random.default_rng([args.seed, index])
-        self.final_epsilon = draw_final_epsilon(
-            self.rng, args.final_epsilon_choices, args.final_epsilon_choice_probabilities
-        )
+        if shared.model.explores_epsilon_greedily:
+            self.final_epsilon = draw_final_epsilon(
+                self.rng, args.final_epsilon_choices, args.final_epsilon_choice_probabilities
+            )
         self.episodic_life = args.episodic_life
         self.env = make_training_env(args, render=render)
         self.frames_per_step = atari_wrapper.frames_per_step(self.env)
@@ -51,23 +52,36 @@ class ActorLearner:
         self.next_states_tensor = tensor_view(self.next_states)
         ops = shared.ops
         self._gradient = ops.bind(ops.gradient, self.local.tensors, *self.batch)
-        self._q_values = ops.bind(ops.q_values, shared.target.tensors, self.next_states_tensor)
+        if shared.target is not None:
+            self._q_values = ops.bind(ops.q_values, shared.target.tensors, self.next_states_tensor)
         self.loss_sum = 0.0  # written by this thread only; the driver reads differences
         self.loss_count = 0
         self._episode_seed = args.seed * 1000 + index
-        self._score, self._length, self._max_q_sum = 0.0, 0, 0.0  # the running game's
+        self._score, self._length, self._value_sum = 0.0, 0, 0.0  # the running game's
         self._state, self._lives, self._game_over = None, 0, True
 
     # -- acting ---------------------------------------------------------------
 
     def epsilon(self):
+        if not self.shared.model.explores_epsilon_greedily:
+            return None
         return epsilon_at(self.shared.T.value, self.final_epsilon, self.shared.args.anneal_epsilon_timesteps)
 
     def act(self, state):
-        """Epsilon-greedy action under theta'."""
+        """Epsilon-greedy action under theta' (Q-network)."""
         q = q_values_numpy(self.local.arrays, state)
-        self._max_q_sum += float(q.max())
+        self._value_sum += float(q.max())
         return epsilon_greedy(self.rng, self.epsilon(), self.shared.num_actions, q.argmax)
+
+    def sample_action(self, state):
+        """An action drawn from the policy pi(. | s; theta') (actor-critic network)."""
+        probabilities, value = policy_and_value_numpy(self.local.arrays, state)
+        self._value_sum += value
+        return int(self.rng.choice(self.shared.num_actions, p=probabilities))
+
+    def value(self, state):
+        """V(s; theta') (actor-critic network)."""
+        return policy_and_value_numpy(self.local.arrays, state)[1]
 
     def reset(self):
         """Start the next episode: a new game, or after a lost life (--episodic_life) the same game going on."""
@@ -76,7 +90,7 @@ class ActorLearner:
         seed, self._episode_seed = self._episode_seed, None  # seed the first game only
         self._state, info = self.env.reset(seed=seed)
         self._lives, self._game_over = info.get("lives", 0), False
-        self._score, self._length, self._max_q_sum = 0.0, 0, 0.0
+        self._score, self._length, self._value_sum = 0.0, 0, 0.0
         return self._state
 
     def step(self, action):
@@ -96,7 +110,7 @@ class ActorLearner:
         if self._game_over:
             self.shared.episodes.put(
                 EpisodeRecord(
-                    self.shared.T.value, self._score, self._length, self._max_q_sum / self._length, self.epsilon()
+                    self.shared.T.value, self._score, self._length, self._value_sum / self._length, self.epsilon()
                 )
             )
         terminated = game_over or (self.episodic_life and life_lost)
@@ -123,8 +137,8 @@ class ActorLearner:
         return self.target_q_values(states).max(axis=1)
 
     def learn(self, states, actions, targets):
-        """One asynchronous update: the gradient of sum_i (y_i - Q(s_i, a_i; theta'))^2 at theta',
-        clipped, applied to theta by shared RMSProp; then theta' <- theta.
+        """One asynchronous update: the gradient of the model's loss at theta' (for the Q learners
+        sum_i (y_i - Q(s_i, a_i; theta'))^2), clipped, applied to theta by shared RMSProp; then theta' <- theta.
 
         The algorithm syncs right after each update (the next segment's
         first step): the update writes theta' as it writes theta.

@@ -1,7 +1,7 @@
 """Checkpoints: save, resume, refuse bad files; each also exported as a .keras model.
 
-A checkpoint holds the global and target networks, the RMSProp statistics
-and T as TensorFlow variables (the global network's are what ``--testing``
+A checkpoint holds the global network, the target network (for the learners
+that keep one), the RMSProp statistics and T as TensorFlow variables (the global network's are what ``--testing``
 loads); the arrays the threads update are copied in to save and out after a
 restore. TensorFlow writes a checkpoint's files first and only then points
 the ``checkpoint`` index at them, atomically: a run killed mid-write leaves
@@ -22,7 +22,7 @@ import tensorflow as tf
 from async_runtime.errors import CheckpointMismatch, UsageError
 from async_runtime.shared_state import StepCounter
 from async_runtime.weights import Weights, all_finite
-from build_model import HIDDEN_UNITS, build_network
+from build_model import HIDDEN_UNITS
 
 CHECKPOINTS_KEPT = 5
 KERAS_SUFFIX = ".keras"
@@ -34,17 +34,15 @@ class Checkpoints:
     def __init__(self, shared, directory):
         self.shared = shared
         history = shared.args.agent_history_length
-        self.global_network = build_network(shared.num_actions, history)
-        self.target_network = build_network(shared.num_actions, history)
+        self.global_network = shared.model.build_network(shared.num_actions, history)
         self.rmsprop = tf.Module()
         self.rmsprop.mean_squares = [tf.Variable(value, trainable=False) for value in shared.optimizer.mean_squares]
         self.T = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self.checkpoint = tf.train.Checkpoint(
-            global_network=self.global_network,
-            target_network=self.target_network,
-            optimizer=self.rmsprop,
-            T=self.T,
-        )
+        parts = dict(global_network=self.global_network, optimizer=self.rmsprop, T=self.T)
+        self.target_network = None
+        if shared.target is not None:
+            self.target_network = parts["target_network"] = shared.model.build_network(shared.num_actions, history)
+        self.checkpoint = tf.train.Checkpoint(**parts)
         self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=CHECKPOINTS_KEPT)
 
     def restore_latest(self):
@@ -54,7 +52,7 @@ class Checkpoints:
         """
         for path in reversed(self.manager.checkpoints):
             try:
-                restore(self.checkpoint, path, self.shared.num_actions)
+                restore(self.checkpoint, path, self.global_network)
             except CheckpointMismatch:
                 raise
             except UsageError as error:  # unreadable, e.g. cut short by a crash: try the one before
@@ -64,7 +62,8 @@ class Checkpoints:
             shared.theta.assign([variable.numpy() for variable in self.global_network.trainable_variables])
             for array, variable in zip(shared.optimizer.mean_squares, self.rmsprop.mean_squares):
                 np.copyto(array, variable.numpy())
-            shared.target = Weights([variable.numpy() for variable in self.target_network.trainable_variables])
+            if self.target_network is not None:
+                shared.target = Weights([variable.numpy() for variable in self.target_network.trainable_variables])
             shared.T = StepCounter(int(self.T.numpy()))
             return path
         if self.manager.checkpoints:
@@ -81,11 +80,10 @@ class Checkpoints:
         theta = shared.theta.copy()
         if not all_finite(theta):
             return None
-        for variables, values in (
-            (self.global_network.trainable_variables, theta),
-            (self.target_network.trainable_variables, shared.target.arrays),
-            (self.rmsprop.mean_squares, shared.optimizer.mean_squares),
-        ):
+        parts = [(self.global_network.trainable_variables, theta), (self.rmsprop.mean_squares, shared.optimizer.mean_squares)]
+        if self.target_network is not None:
+            parts.append((self.target_network.trainable_variables, shared.target.arrays))
+        for variables, values in parts:
             for variable, value in zip(variables, values):
                 variable.assign(value)
         T = shared.T.value
@@ -105,22 +103,37 @@ class Checkpoints:
                 os.remove(exported)
 
 
-def restore(checkpoint, path, num_actions):
-    """Restore ``path`` into ``checkpoint``, refusing files that are missing, corrupt or for another game."""
+def restore(checkpoint, path, global_network):
+    """Restore ``path`` into ``checkpoint``, refusing files that are missing, corrupt, or made for
+    another game or by another kind of learner than ``global_network``'s."""
     try:
         saved_shapes = dict(tf.train.list_variables(path))
     except (tf.errors.OpError, ValueError) as error:
         raise UsageError(f"cannot read checkpoint {path}: {error.__class__.__name__}") from None
-    # The output layer's kernel is the only (hidden units, actions) matrix.
-    output_kernels = [
-        shape
-        for name, shape in saved_shapes.items()
-        if name.startswith("global_network/") and len(shape) == 2 and shape[0] == HIDDEN_UNITS
-    ]
-    if output_kernels and output_kernels[0][1] != num_actions:
+    saved = sorted(
+        tuple(shape) for name, shape in saved_shapes.items() if name.startswith("global_network/") and shape
+    )
+    expected = sorted(tuple(variable.shape) for variable in global_network.trainable_variables)
+    if saved == expected:
+        return _restore_checked(checkpoint, path)
+    # The heads' kernels are the (hidden units, k) matrices: k is the number of
+    # actions for a policy or Q head, 1 for a value head.
+    saved_heads = [shape[1] for shape in saved if len(shape) == 2 and shape[0] == HIDDEN_UNITS]
+    expected_heads = [shape[1] for shape in expected if len(shape) == 2 and shape[0] == HIDDEN_UNITS]
+    if len(saved_heads) != len(expected_heads):
         raise CheckpointMismatch(
-            f"checkpoint {path} was made for a game with {output_kernels[0][1]} actions; this game has {num_actions}"
+            f"checkpoint {path} was made by another kind of learner: its network has "
+            f"{len(saved_heads)} output heads, this learner's has {len(expected_heads)}"
         )
+    if max(saved_heads) != max(expected_heads):
+        raise CheckpointMismatch(
+            f"checkpoint {path} was made for a game with {max(saved_heads)} actions; "
+            f"this game has {max(expected_heads)}"
+        )
+    return _restore_checked(checkpoint, path)  # any other difference fails to load, as a bad file does
+
+
+def _restore_checked(checkpoint, path):
     try:
         checkpoint.restore(path).expect_partial()
     except (tf.errors.OpError, ValueError, AssertionError) as error:

@@ -14,11 +14,13 @@ import sys
 import numpy as np
 import tensorflow as tf
 
+from async_runtime.models import q_learning_loss
+
 FAST_CALL_TOLERANCE = 1e-6  # relative and absolute; the same graph runs either way, so 0 is expected
 
 
 class CompiledOps:
-    """``q_values`` and ``gradient``, on weights passed in rather than closed over.
+    """``q_values`` and ``gradient`` of ``loss``, on weights passed in rather than closed over.
 
     The network's ``stateless_call`` runs it on any thread's theta' or on
     theta-minus, so each function is traced once for all threads. Batches
@@ -26,7 +28,7 @@ class CompiledOps:
     action), so nothing is traced again.
     """
 
-    def __init__(self, network, clip_norm, fast_calls=True):
+    def __init__(self, network, clip_norm, loss=q_learning_loss, fast_calls=True):
         @tf.function(jit_compile=True)
         def q_values(weights, states):
             """Q(s, a; weights): one row per state, one column per action."""
@@ -36,19 +38,19 @@ class CompiledOps:
         # against 1.8 ms for TensorFlow's own kernels (5 states).
         @tf.function
         def gradient(weights, states, action_masks, targets):
-            """The gradient of the summed squared TD error at ``weights``, and the factor that clips it.
+            """The gradient of ``loss`` at ``weights``, and the factor that clips it.
 
-            ``action_masks`` is one-hot: row i selects Q(s_i, a_i), and the
-            all-zero rows of padding select nothing. Returns the summed
-            squared TD error, the gradients, and min(1, clip_norm / their
-            global norm): the update scales by it as it passes over them anyway.
+            ``action_masks`` is one-hot: row i selects a_i, and the all-zero
+            rows of padding select nothing. Returns the loss, the gradients,
+            and min(1, clip_norm / their global norm): the update scales by
+            it as it passes over them anyway.
             """
             with tf.GradientTape() as tape:
                 tape.watch(weights)
-                q = network.stateless_call(weights, [], states)[0]
-                loss = tf.reduce_sum(action_masks * tf.square(targets[:, None] - q))
-            gradients = tape.gradient(loss, weights)
-            return loss, gradients, tf.minimum(1.0, clip_norm / tf.linalg.global_norm(gradients))
+                outputs = network.stateless_call(weights, [], states)[0]
+                summed_loss = loss(outputs, action_masks, targets)
+            gradients = tape.gradient(summed_loss, weights)
+            return summed_loss, gradients, tf.minimum(1.0, clip_norm / tf.linalg.global_norm(gradients))
 
         self.q_values = q_values
         self.gradient = gradient

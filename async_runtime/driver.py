@@ -24,18 +24,18 @@ from async_runtime.weights import all_finite
 DIVERGED = "training diverged: {what}; the last good checkpoint is kept (try a smaller --learning_rate)"
 
 
-def main(args, actor_learner_thread, max_segment_steps):
+def main(args, actor_learner_thread, max_segment_steps, model):
     """Run ``--testing`` or training; return the process exit status.
 
     ``actor_learner_thread(learner, shared, args)`` is the algorithm, run on
     each thread; ``max_segment_steps`` is the most agent steps one of its
-    updates covers.
+    updates covers; ``model`` is its network and loss.
     """
     configure_threads(args.seed, actor_threads=1 if args.testing else args.num_actor_threads)
     try:
         if args.testing:
-            return evaluate(args)
-        return train(args, actor_learner_thread, max_segment_steps)
+            return evaluate(args, model)
+        return train(args, actor_learner_thread, max_segment_steps, model)
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -64,12 +64,12 @@ def configure_threads(seed, actor_threads):
     tf.keras.utils.set_random_seed(seed)
 
 
-def train(args, actor_learner_thread, max_segment_steps):
+def train(args, actor_learner_thread, max_segment_steps, model):
     summary_dir = os.path.join(args.summary_dir, args.experiment)
     checkpoint_dir = os.path.join(args.checkpoint_dir, args.experiment)
     for path in (summary_dir, checkpoint_dir):
         ensure_writable(path)
-    shared = SharedState(args, num_actions_of(args))
+    shared = SharedState(args, num_actions_of(args), model)
     learners = [
         ActorLearner(i, shared, max_segment_steps, render=args.render_environment and i == 0)
         for i in range(args.num_actor_threads)
@@ -79,7 +79,7 @@ def train(args, actor_learner_thread, max_segment_steps):
     resumed_from = checkpoints.restore_latest()
     if resumed_from:
         print(f"resuming {args.experiment} from {resumed_from} at T = {shared.T.value:,}")
-    log = TrainingLog(summary_dir, args, shared.T.value)
+    log = TrainingLog(summary_dir, args, shared.T.value, model)
     print(
         f"training {args.experiment}: {args.game}, {args.num_actor_threads} actor-learner threads, "
         f"T_max {args.T_max:,}; TensorBoard: tensorboard --logdir {summary_dir}"
@@ -94,7 +94,8 @@ def warm_up(learner):
     which leaves theta and the still-zero RMSProp statistics as they are.
     """
     learner.sync_local()
-    learner.max_target_q(learner.next_states)
+    if learner.shared.target is not None:
+        learner.max_target_q(learner.next_states)
     learner.learn(learner.states[:0], [], learner.targets[:0])
 
 
@@ -180,12 +181,12 @@ class Driver:
         frames_per_second = (T - last_T) * self.learners[0].frames_per_step / seconds
         loss_sum, loss_count = self._losses()
         new_states = loss_count - last_losses[1]
-        td_loss = (loss_sum - last_losses[0]) / new_states if new_states else None
-        if td_loss is not None and not math.isfinite(td_loss):
-            self._fail(None, DIVERGED.format(what=f"the TD loss is {td_loss}"))
+        loss = (loss_sum - last_losses[0]) / new_states if new_states else None
+        if loss is not None and not math.isfinite(loss):
+            self._fail(None, DIVERGED.format(what=f"the loss is {loss}"))
         elif not all_finite(self.shared.theta.arrays):
             self._fail(None, DIVERGED.format(what="a weight is NaN or infinite"))
-        self.log.rates(T, frames_per_second, self.shared.learning_rate(), td_loss)
+        self.log.rates(T, frames_per_second, self.shared.learning_rate(), loss)
         return T, (loss_sum, loss_count)
 
     def _save(self):

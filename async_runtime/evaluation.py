@@ -1,8 +1,10 @@
 """``--testing``: play a checkpoint's global network under the standard protocol and report its scores.
 
 The protocol: game over ends an episode (all lives), up to --eval_noop_max
-no-op frames start it, --eval_max_episode_frames cuts it, and actions are
-epsilon-greedy with --eval_epsilon.
+no-op frames start it, --eval_max_episode_frames cuts it, and with
+probability --eval_epsilon an action is uniformly random. Otherwise the Q
+learners take the greedy action, and A3C samples its policy, as it acts
+while training (a greedy policy can stall: in Breakout, never pressing FIRE).
 """
 
 import json
@@ -17,13 +19,12 @@ from async_runtime.checkpoints import restore
 from async_runtime.errors import UsageError
 from async_runtime.flags import ensure_writable
 from async_runtime.schedules import epsilon_greedy
-from build_model import build_network
 
 
-def evaluate(args):
-    """Play --num_eval_episodes with --eval_epsilon; print and log each score and the summary."""
+def evaluate(args, model):
+    """Play --num_eval_episodes with ``model``'s network and --eval_epsilon; print and log each score and the summary."""
     num_actions = num_actions_of(args)
-    network = build_network(num_actions, args.agent_history_length)
+    network = model.build_network(num_actions, args.agent_history_length)
     if args.record_video:
         ensure_writable(args.record_video)
     path = args.checkpoint_file or tf.train.latest_checkpoint(os.path.join(args.checkpoint_dir, args.experiment))
@@ -32,11 +33,25 @@ def evaluate(args):
             f"--testing needs a checkpoint: none in {os.path.join(args.checkpoint_dir, args.experiment)}; "
             "train first or pass --checkpoint_file"
         )
-    restore(tf.train.Checkpoint(global_network=network), path, num_actions)
+    restore(tf.train.Checkpoint(global_network=network), path, network)
+    rng = np.random.default_rng(args.seed)
 
-    @tf.function(jit_compile=True)
-    def greedy(state):
-        return tf.argmax(network(state[None])[0], output_type=tf.int32)
+    if model.explores_epsilon_greedily:
+
+        @tf.function(jit_compile=True)
+        def greedy(state):
+            return tf.argmax(network(state[None])[0], output_type=tf.int32)
+
+        policy_action = greedy
+    else:
+
+        @tf.function(jit_compile=True)
+        def policy(state):
+            return tf.nn.softmax(network(state[None])[0][0])
+
+        def policy_action(state):
+            probabilities = policy(state).numpy().astype(np.float64)
+            return rng.choice(num_actions, p=probabilities / probabilities.sum())
 
     env = atari_wrapper.make_env(
         args.game,
@@ -46,14 +61,13 @@ def evaluate(args):
         render_mode="human" if args.render_environment else None,
         video_dir=args.record_video,
     )
-    rng = np.random.default_rng(args.seed)
     scores, noop_frames, episode_frames = [], [], []
     print(f"testing {path} on {args.game}: {args.num_eval_episodes} episodes, epsilon {args.eval_epsilon}")
     for episode in range(args.num_eval_episodes):
         state, _ = env.reset(seed=args.seed + episode)
         score, done = 0.0, False
         while not done:
-            action = epsilon_greedy(rng, args.eval_epsilon, num_actions, lambda: greedy(state))
+            action = epsilon_greedy(rng, args.eval_epsilon, num_actions, lambda: policy_action(state))
             state, reward, terminated, truncated, _ = env.step(action)
             score += reward
             done = terminated or truncated

@@ -1,4 +1,4 @@
-"""The flags both learners take, with the seed's names and defaults, validated up front."""
+"""The flags all learners take, with the seed's names and defaults, validated up front."""
 
 import argparse
 import math
@@ -9,8 +9,12 @@ import atari_wrapper
 from async_runtime.errors import UsageError
 
 
-def common_parser(description, default_experiment):
-    """The flags both learners take, with the seed's names and defaults."""
+def common_parser(description, default_experiment, value_based=True):
+    """The flags all learners take, with the seed's names and defaults.
+
+    ``value_based``: add the Q learners' target network and epsilon-greedy
+    exploration flags (A3C has neither).
+    """
     parser = argparse.ArgumentParser(
         description=description,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -31,32 +35,33 @@ def common_parser(description, default_experiment):
     add("--epsilon_RMSProp", type=float, default=0.1, help="RMSProp epsilon, added under the square root")
     add("--clip_norm", type=float, default=10.0, help="clip each gradient to this global norm")
     add("--gamma", type=float, default=0.99, help="discount factor")
-    add(
-        "--target_network_update_frequency",
-        type=int,
-        default=40_000,
-        help="copy the global network to the target network every this many steps of T",
-    )
-    add(
-        "--final_epsilon_choices",
-        type=float,
-        nargs="+",
-        default=[0.1, 0.01, 0.5],
-        help="final exploration rates; each thread draws one",
-    )
-    add(
-        "--final_epsilon_choice_probabilities",
-        type=float,
-        nargs="+",
-        default=[0.4, 0.3, 0.3],
-        help="probability of drawing each final exploration rate",
-    )
-    add(
-        "--anneal_epsilon_timesteps",
-        type=int,
-        default=4_000_000,
-        help="steps of T over which epsilon falls linearly from 1 to the thread's final value",
-    )
+    if value_based:
+        add(
+            "--target_network_update_frequency",
+            type=int,
+            default=40_000,
+            help="copy the global network to the target network every this many steps of T",
+        )
+        add(
+            "--final_epsilon_choices",
+            type=float,
+            nargs="+",
+            default=[0.1, 0.01, 0.5],
+            help="final exploration rates; each thread draws one",
+        )
+        add(
+            "--final_epsilon_choice_probabilities",
+            type=float,
+            nargs="+",
+            default=[0.4, 0.3, 0.3],
+            help="probability of drawing each final exploration rate",
+        )
+        add(
+            "--anneal_epsilon_timesteps",
+            type=int,
+            default=4_000_000,
+            help="steps of T over which epsilon falls linearly from 1 to the thread's final value",
+        )
     add("--agent_history_length", type=int, default=4, help="frames stacked into one state")
     add(
         "--noop_max",
@@ -128,8 +133,6 @@ def validate_args(args):
     positive = [
         "num_actor_threads",
         "T_max",
-        "target_network_update_frequency",
-        "anneal_epsilon_timesteps",
         "agent_history_length",
         "num_eval_episodes",
         "eval_max_episode_frames",
@@ -138,7 +141,15 @@ def validate_args(args):
         "clip_norm",
         "epsilon_RMSProp",
     ]
-    positive += [name for name in ("num_steps_Q", "async_update_frequency") if hasattr(args, name)]
+    learner_specific = (
+        "target_network_update_frequency",
+        "anneal_epsilon_timesteps",
+        "num_steps_Q",
+        "async_update_frequency",
+        "num_steps",
+        "value_loss_weight",
+    )
+    positive += [name for name in learner_specific if hasattr(args, name)]
     for name in positive:
         if not getattr(args, name) > 0:
             raise UsageError(f"--{name} must be positive, got {getattr(args, name)}")
@@ -148,13 +159,25 @@ def validate_args(args):
         raise UsageError(f"--decay_rate_RMSProp must be in [0, 1), got {args.decay_rate_RMSProp}")
     if not 0 < args.gamma <= 1:
         raise UsageError(f"--gamma must be in (0, 1], got {args.gamma}")
-    for name in ("noop_max", "eval_noop_max"):
-        if getattr(args, name) < 0:
+    for name in ("noop_max", "eval_noop_max", "entropy_beta"):
+        if getattr(args, name, 0) < 0:
             raise UsageError(f"--{name} must be 0 or more, got {getattr(args, name)}")
-    for value in (args.eval_epsilon, *args.final_epsilon_choices):
+    for value in (args.eval_epsilon, *getattr(args, "final_epsilon_choices", ())):
         if not 0 <= value <= 1:
             raise UsageError(f"exploration rates must be in [0, 1], got {value}")
-    choices, probabilities = args.final_epsilon_choices, args.final_epsilon_choice_probabilities
+    if hasattr(args, "final_epsilon_choices"):
+        _validate_final_epsilons(args.final_epsilon_choices, args.final_epsilon_choice_probabilities)
+    try:
+        atari_wrapper.check_game(args.game)
+    except atari_wrapper.UnknownGameError as error:
+        raise UsageError(f"--game: {error}") from None
+    if args.record_video and args.render_environment:
+        raise UsageError("--record_video and --render_environment cannot be combined: pick one")
+    if args.env_backend == "ale_vector" and atari_wrapper.vector_env_settings(args.game) is None:
+        raise UsageError(f"--env_backend ale_vector cannot run {args.game} (random frame skip); use gymnasium")
+
+
+def _validate_final_epsilons(choices, probabilities):
     if len(choices) != len(probabilities):
         raise UsageError(
             f"--final_epsilon_choices has {len(choices)} values but "
@@ -164,14 +187,6 @@ def validate_args(args):
         raise UsageError(
             f"--final_epsilon_choice_probabilities must be non-negative and sum to 1, got {probabilities}"
         )
-    try:
-        atari_wrapper.check_game(args.game)
-    except atari_wrapper.UnknownGameError as error:
-        raise UsageError(f"--game: {error}") from None
-    if args.record_video and args.render_environment:
-        raise UsageError("--record_video and --render_environment cannot be combined: pick one")
-    if args.env_backend == "ale_vector" and atari_wrapper.vector_env_settings(args.game) is None:
-        raise UsageError(f"--env_backend ale_vector cannot run {args.game} (random frame skip); use gymnasium")
 
 
 def ensure_writable(path):

@@ -18,7 +18,8 @@ class TrainingLog:
     losses at the T of each summary interval.
     """
 
-    def __init__(self, summary_dir, args, T):
+    def __init__(self, summary_dir, args, T, model):
+        self.model = model
         self.writer = tf.summary.create_file_writer(summary_dir)
         with self.writer.as_default():
             tf.summary.text("hyperparameters", hyperparameter_table(args), step=T)
@@ -29,18 +30,19 @@ class TrainingLog:
         with self.writer.as_default():
             tf.summary.scalar("episode/score", record.score, step=record.T)
             tf.summary.scalar("episode/length", record.length, step=record.T)
-            tf.summary.scalar("episode/mean_max_q", record.mean_max_q, step=record.T)
-            tf.summary.scalar("episode/epsilon", record.epsilon, step=record.T)
+            tf.summary.scalar(self.model.value_tag, record.mean_value, step=record.T)
+            if record.epsilon is not None:
+                tf.summary.scalar("episode/epsilon", record.epsilon, step=record.T)
         self.recent_scores = [*self.recent_scores[-(RECENT_EPISODES - 1):], record.score]
 
-    def rates(self, T, frames_per_second, learning_rate, td_loss):
-        """The summary interval's rates; ``td_loss`` is None when no state was learned from."""
+    def rates(self, T, frames_per_second, learning_rate, loss):
+        """The summary interval's rates; ``loss`` (per state) is None when no state was learned from."""
         recent_score = float(np.mean(self.recent_scores)) if self.recent_scores else None
         with self.writer.as_default():
             tf.summary.scalar("charts/frames_per_second", frames_per_second, step=T)
             tf.summary.scalar("charts/learning_rate", learning_rate, step=T)
-            if td_loss is not None:
-                tf.summary.scalar("losses/td_loss", td_loss, step=T)
+            if loss is not None:
+                tf.summary.scalar(self.model.loss_tag, loss, step=T)
             if recent_score is not None:
                 tf.summary.scalar("charts/recent_mean_score", recent_score, step=T)
         self.writer.flush()

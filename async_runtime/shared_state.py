@@ -4,10 +4,10 @@ import queue
 import threading
 
 from async_runtime.compiled import CompiledOps
+from async_runtime.models import Q_NETWORK
 from async_runtime.rmsprop import SharedRMSProp
 from async_runtime.schedules import learning_rate_at
 from async_runtime.weights import Weights
-from build_model import build_network
 
 
 class StepCounter:
@@ -30,24 +30,27 @@ class StepCounter:
 
 
 class SharedState:
-    """theta (the global network), theta-minus (the target network), shared RMSProp, T.
+    """theta (the global network), theta-minus (the target network, if ``model`` has one), shared RMSProp, T.
 
     ``network`` gives the weights their structure: TensorFlow runs it on
     explicit weights only (a thread's theta', or theta-minus), never on its
     own variables, which just seed theta.
     """
 
-    def __init__(self, args, num_actions):
+    def __init__(self, args, num_actions, model=Q_NETWORK):
         self.args = args
         self.num_actions = num_actions
-        self.network = build_network(num_actions, args.agent_history_length)
+        self.model = model
+        self.network = model.build_network(num_actions, args.agent_history_length)
         self.theta = Weights([variable.numpy() for variable in self.network.trainable_variables])
         self.optimizer = SharedRMSProp(self.theta.arrays, args.decay_rate_RMSProp, args.epsilon_RMSProp)
-        self.ops = CompiledOps(self.network, args.clip_norm)
+        self.ops = CompiledOps(self.network, args.clip_norm, model.loss)
         self.T = StepCounter()
         self.stop_event = threading.Event()
         self.episodes = queue.SimpleQueue()  # EpisodeRecord, from the threads to the driver
-        self.update_target()
+        self.target = None
+        if model.target_network:
+            self.update_target()
 
     def update_target(self):
         """theta-minus <- theta.

@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
+import async_a3c  # noqa: E402
 import async_q_1step  # noqa: E402
 import async_q_nstep  # noqa: E402
 import async_sarsa_1step  # noqa: E402
@@ -43,8 +44,8 @@ from async_runtime.shared_state import SharedState  # noqa: E402
 import atari_wrapper  # noqa: E402
 
 
-LEARNERS = {"n_step": async_q_nstep, "one_step": async_q_1step, "sarsa": async_sarsa_1step}
-LABELS = {"n_step": "n-step Q", "one_step": "1-step Q", "sarsa": "1-step Sarsa"}
+LEARNERS = {"n_step": async_q_nstep, "one_step": async_q_1step, "sarsa": async_sarsa_1step, "a3c": async_a3c}
+LABELS = {"n_step": "n-step Q", "one_step": "1-step Q", "sarsa": "1-step Sarsa", "a3c": "A3C"}
 
 
 def measure(count_steps, frames_per_step, warm_up_seconds, windows, window_seconds):
@@ -94,7 +95,7 @@ def learner(script_name, common, threads, timing):
     script = LEARNERS[script_name]
     args = script.parse_args([*common, "--num_actor_threads", str(threads)])
     driver.configure_threads(seed=0, actor_threads=threads)
-    shared = SharedState(args, num_actions_of(args))
+    shared = SharedState(args, num_actions_of(args), script.model(args))
     learners = [ActorLearner(i, shared, script.max_segment_steps(args)) for i in range(threads)]
     driver.warm_up(learners[0])
     running = [threading.Thread(target=script.actor_learner_thread, args=(one, shared, args)) for one in learners]

@@ -163,7 +163,7 @@ def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, c
         learner.learn = learn_then_poison
         async_q_nstep.actor_learner_thread(learner, shared, args)
 
-    status = driver.train(args, poisoned_learner, args.num_steps_Q)
+    status = driver.train(args, poisoned_learner, args.num_steps_Q, async_q_nstep.model(args))
     assert status == 1
     assert "training diverged" in capsys.readouterr().err
     latest = tf.train.latest_checkpoint(str(tmp_path / "checkpoints" / "nan"))

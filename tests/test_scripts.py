@@ -10,15 +10,25 @@ from conftest import checkpoint_T, event_tags, run_script
 
 GAME = "BreakoutNoFrameskip-v4"
 SHORT_RUN = ["--game", GAME, "--num_actor_threads", "2", "--summary_interval", "1", "--experiment", "smoke"]
-EPISODE_TAGS = {"episode/score", "episode/length", "episode/mean_max_q", "episode/epsilon"}
-RATE_TAGS = {"charts/frames_per_second", "charts/learning_rate", "losses/td_loss"}
+Q_TAGS = {"episode/mean_max_q", "episode/epsilon", "losses/td_loss"}
+TAGS = {
+    "episode/score", "episode/length", "charts/frames_per_second", "charts/learning_rate", "hyperparameters"
+}
+TAGS_OF = {
+    "async_q_nstep.py": TAGS | Q_TAGS,
+    "async_q_1step.py": TAGS | Q_TAGS,
+    "async_sarsa_1step.py": TAGS | Q_TAGS,
+    "async_a3c.py": TAGS | {"episode/mean_value", "losses/actor_critic_loss"},
+}
 
 
-@pytest.mark.parametrize("script", ["async_q_nstep.py", "async_q_1step.py", "async_sarsa_1step.py"])
+@pytest.mark.parametrize("script", TAGS_OF)
 def test_train_resume_and_test(script, tmp_path, run_dirs):
     first = run_script(script, *SHORT_RUN, "--T_max", "3000", *run_dirs)
     summaries, checkpoints = tmp_path / "summaries" / "smoke", tmp_path / "checkpoints" / "smoke"
-    assert EPISODE_TAGS | RATE_TAGS | {"hyperparameters"} <= event_tags(summaries)
+    tags = event_tags(summaries)
+    assert TAGS_OF[script] <= tags
+    assert script != "async_a3c.py" or "episode/epsilon" not in tags, "A3C does not explore epsilon-greedily"
     first_T = checkpoint_T(tf.train.latest_checkpoint(str(checkpoints)))
     assert first_T >= 3000
     assert re.search(r"T [\d,]+/3,000 \| [\d,]+ frames/s", first.stdout)
@@ -40,15 +50,18 @@ def test_train_resume_and_test(script, tmp_path, run_dirs):
 
 
 def test_help_documents_every_flag():
-    for script, own_flag in [
-        ("async_q_nstep.py", "--num_steps_Q"),
-        ("async_q_1step.py", "--async_update_frequency"),
-        ("async_sarsa_1step.py", "--async_update_frequency"),
+    epsilon_flags = ["--final_epsilon_choices", "--anneal_epsilon_timesteps", "--target_network_update_frequency"]
+    for script, own_flags in [
+        ("async_q_nstep.py", ["--num_steps_Q", *epsilon_flags]),
+        ("async_q_1step.py", ["--async_update_frequency", *epsilon_flags]),
+        ("async_sarsa_1step.py", ["--async_update_frequency", *epsilon_flags]),
+        ("async_a3c.py", ["--num_steps", "--entropy_beta", "--value_loss_weight"]),
     ]:
         help_text = run_script(script, "--help").stdout
         for flag in ["--experiment", "--game", "--num_actor_threads", "--T_max", "--testing", "--no-testing",
-                     "--checkpoint_file", "--final_epsilon_choices", "--noop_max", "--episodic_life",
-                     "--no-episodic_life", own_flag]:
+                     "--checkpoint_file", "--noop_max", "--episodic_life", "--no-episodic_life", *own_flags]:
             assert flag in help_text
+        if script == "async_a3c.py":
+            assert not any(flag in help_text for flag in epsilon_flags), "flags A3C would ignore"
         assert "(default: 16)" in help_text  # defaults are shown
         assert "(default: SpaceInvadersNoFrameskip-v4)" in help_text  # the seed's game, the paper's protocol
