@@ -1,11 +1,12 @@
 """Checkpoints: save, resume, refuse bad files; each also exported as a .keras model.
 
 A checkpoint holds the global network, the target network (for the learners
-that keep one), the RMSProp statistics and T as TensorFlow variables (the global network's are what ``--testing``
-loads); the arrays the threads update are copied in to save and out after a
-restore. TensorFlow writes a checkpoint's files first and only then points
-the ``checkpoint`` index at them, atomically: a run killed mid-write leaves
-the previous checkpoint as the latest.
+that keep one), the RMSProp statistics and T as TensorFlow variables (the
+global network's are what ``--testing`` loads); the arrays the threads update
+are copied in to save and out after a restore. TensorFlow writes a
+checkpoint's files first and only then points the ``checkpoint`` index at
+them, atomically: a run killed mid-write leaves the previous checkpoint as
+the latest.
 
 Beside each checkpoint ``ckpt-T``, ``ckpt-T.keras`` holds the global network
 alone, for ``keras.models.load_model`` anywhere (README, "Using a trained
@@ -80,7 +81,10 @@ class Checkpoints:
         theta = shared.theta.copy()
         if not all_finite(theta):
             return None
-        parts = [(self.global_network.trainable_variables, theta), (self.rmsprop.mean_squares, shared.optimizer.mean_squares)]
+        parts = [
+            (self.global_network.trainable_variables, theta),
+            (self.rmsprop.mean_squares, shared.optimizer.mean_squares),
+        ]
         if self.target_network is not None:
             parts.append((self.target_network.trainable_variables, shared.target.arrays))
         for variables, values in parts:

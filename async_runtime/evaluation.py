@@ -22,7 +22,7 @@ from async_runtime.schedules import epsilon_greedy
 
 
 def evaluate(args, model):
-    """Play --num_eval_episodes with ``model``'s network and --eval_epsilon; print and log each score and the summary."""
+    """Play --num_eval_episodes with ``model``'s network; print and log each score and the summary."""
     num_actions = num_actions_of(args)
     network = model.build_network(num_actions, args.agent_history_length)
     if args.record_video:

@@ -57,7 +57,9 @@ def main(argv=None):
     parser.add_argument("--eval_episodes", type=int, default=10, help="test episodes per checkpoint")
     parser.add_argument("--final_eval_episodes", type=int, default=30, help="test episodes of the last checkpoint")
     parser.add_argument("--evaluate_only", action="store_true", help="test and report an existing run in OUTPUT")
-    parser.add_argument("script", help="a learner script: async_q_nstep.py, async_q_1step.py, async_sarsa_1step.py or async_a3c.py")
+    parser.add_argument(
+        "script", help="a learner script: async_q_nstep.py, async_q_1step.py, async_sarsa_1step.py or async_a3c.py"
+    )
     parser.add_argument("flags", nargs=argparse.REMAINDER, help="the script's flags: the recipe")
     options = parser.parse_args(argv)
     for name in ("minutes", "checkpoint_minutes", "eval_episodes", "final_eval_episodes"):

@@ -4,6 +4,7 @@ The real-process tests (train, resume, --testing, Catch) are with the other
 learners', in test_scripts.py and test_learning.py.
 """
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -14,7 +15,7 @@ from async_runtime.actor_learner import ActorLearner
 from async_runtime.checkpoints import Checkpoints
 from async_runtime.errors import CheckpointMismatch
 from async_runtime.shared_state import SharedState
-from build_model import build_actor_critic_network
+from build_model import build_actor_critic_network, policy_and_value_numpy
 
 GAMMA = 0.9
 
@@ -130,12 +131,19 @@ def test_actions_are_sampled_from_the_policy():
     np.testing.assert_allclose(frequencies, [0.7, 0.2, 0.1], atol=0.015)
 
 
-def test_a3c_checkpoints_hold_no_target_network_and_refuse_a_q_learners(tmp_path):
+def test_a3c_checkpoints_hold_no_target_network_export_both_heads_and_refuse_a_q_learners(tmp_path):
     shared, _ = make_learner()
     a3c_path = Checkpoints(shared, str(tmp_path / "a3c")).save()
     names = [name for name, _ in tf.train.list_variables(a3c_path)]
     assert any(name.startswith("global_network/") for name in names)
     assert not any(name.startswith("target_network/") for name in names)
+
+    exported = keras.models.load_model(a3c_path + ".keras")  # the policy's logits and V(s), for any Keras user
+    state = np.random.default_rng(0).integers(0, 256, (1, 84, 84, 4), dtype=np.uint8)
+    probabilities, value = policy_and_value_numpy(shared.theta.arrays, state[0])
+    logits, exported_value = exported(state)
+    np.testing.assert_allclose(tf.nn.softmax(logits)[0], probabilities, rtol=1e-5, atol=1e-7)
+    assert float(exported_value[0, 0]) == pytest.approx(value, rel=1e-5, abs=1e-6)
 
     restored, _ = make_learner()
     assert Checkpoints(restored, str(tmp_path / "a3c")).restore_latest() == a3c_path

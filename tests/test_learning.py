@@ -84,7 +84,7 @@ def no_bootstrap(module, monkeypatch):
     return thread
 
 
-# Without its bootstrap n-step Q (and A3C) still masters Catch: the last
+# Without its bootstrap n-step Q still masters Catch: the last
 # segment of a 9-step game spans 4 steps, enough to move the paddle under
 # any ball, so only the one-step learners need the bootstrap here.
 @pytest.mark.parametrize(
