@@ -1,9 +1,8 @@
-"""The learners learn: Catch-v0 (catch.py) through the real scripts, in about two minutes each.
+"""The learners learn: Catch-v0 (catch.py) through the real scripts, in about a minute each.
 
 The pass mark is a mean score of at least 80% of the best possible (+1 per
 episode) over the last 50 training episodes, within a fixed step budget. A
-random policy scores about -0.6; a learner with a broken target or a flipped
-sign stays near it.
+random policy scores about -0.6; the broken learners at the end must fail it.
 """
 
 import importlib
