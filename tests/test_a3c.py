@@ -4,6 +4,8 @@ The real-process tests (train, resume, --testing, Catch) are with the other
 learners', in test_scripts.py and test_learning.py.
 """
 
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -155,3 +157,20 @@ def test_a3c_checkpoints_hold_no_target_network_export_both_heads_and_refuse_a_q
         Checkpoints(restored, str(tmp_path / "q")).restore_latest()
     with pytest.raises(CheckpointMismatch, match="another kind of learner"):
         Checkpoints(SharedState(q_args, num_actions=3), str(tmp_path / "a3c")).restore_latest()
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--value_loss_weight", "0"], r"--value_loss_weight must be positive, got 0"),
+        (["--entropy_beta", "-0.01"], r"--entropy_beta must be 0 or more, got -0.01"),
+        (["--num_steps", "0"], r"--num_steps must be positive, got 0"),
+        (["--final_epsilon_choices", "0.1"], r"unrecognized arguments: --final_epsilon_choices"),
+        (["--target_network_update_frequency", "10"], r"unrecognized arguments: --target_network_update_frequency"),
+    ],
+)
+def test_a3c_flags_are_validated_with_one_line(flags, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        async_a3c.parse_args(["--game", "Catch-v0", *flags])
+    assert exit_info.value.code == 2
+    assert re.search(message, capsys.readouterr().err.strip().splitlines()[-1])
