@@ -31,12 +31,10 @@ a lost life, after which the game goes on; a time-limit cut bootstraps.
 import functools
 import sys
 
-import tensorflow as tf
-
 from async_q_nstep import n_step_returns
 from async_runtime import driver, flags
 from async_runtime.actor_learner import clip_reward
-from async_runtime.models import Model
+from async_runtime.models import Model, actor_critic_loss
 from build_model import build_actor_critic_network
 
 
@@ -54,19 +52,6 @@ def parse_args(argv=None):
 def max_segment_steps(args):
     """The most agent steps one update learns from (t_max): the size of its gradient batch."""
     return args.num_steps
-
-
-def actor_critic_loss(outputs, action_masks, returns, entropy_beta, value_loss_weight):
-    """The segment's summed A3C loss (module docstring); all-zero mask rows are padding and add nothing."""
-    policy_logits, values = outputs
-    values = values[:, 0]
-    real_rows = tf.reduce_sum(action_masks, axis=1)
-    log_policy = tf.nn.log_softmax(policy_logits)
-    advantages = tf.stop_gradient(returns - values)
-    policy_loss = -tf.reduce_sum(tf.reduce_sum(action_masks * log_policy, axis=1) * advantages)
-    value_loss = tf.reduce_sum(real_rows * tf.square(returns - values))
-    entropy = -tf.reduce_sum(real_rows * tf.reduce_sum(tf.exp(log_policy) * log_policy, axis=1))
-    return policy_loss + value_loss_weight * value_loss - entropy_beta * entropy
 
 
 def model(args):

@@ -2,6 +2,10 @@
 
 The runtime builds, trains, saves and tests whichever it is given; a
 learner script names its own (the Q learners take ``Q_NETWORK``).
+
+Both losses live here, not in the scripts: a script that imported TensorFlow
+itself, before async_runtime, would load it with its start-up notices
+(async_runtime/__init__.py).
 """
 
 import dataclasses
@@ -33,6 +37,23 @@ class Model:
 def q_learning_loss(q_values, action_masks, targets):
     """sum_i (y_i - Q(s_i, a_i))^2, each row's Q selected by its mask."""
     return tf.reduce_sum(action_masks * tf.square(targets[:, None] - q_values))
+
+
+def actor_critic_loss(outputs, action_masks, returns, entropy_beta, value_loss_weight):
+    """A3C's loss summed over a segment (async_a3c.py); all-zero mask rows are padding and add nothing.
+
+    -log pi(a_i | s_i) (R_i - V(s_i)) with the advantage held constant, plus
+    value_loss_weight (R_i - V(s_i))^2, minus entropy_beta H(pi(. | s_i)).
+    """
+    policy_logits, values = outputs
+    values = values[:, 0]
+    real_rows = tf.reduce_sum(action_masks, axis=1)
+    log_policy = tf.nn.log_softmax(policy_logits)
+    advantages = tf.stop_gradient(returns - values)
+    policy_loss = -tf.reduce_sum(tf.reduce_sum(action_masks * log_policy, axis=1) * advantages)
+    value_loss = tf.reduce_sum(real_rows * tf.square(returns - values))
+    entropy = -tf.reduce_sum(real_rows * tf.reduce_sum(tf.exp(log_policy) * log_policy, axis=1))
+    return policy_loss + value_loss_weight * value_loss - entropy_beta * entropy
 
 
 Q_NETWORK = Model(

@@ -16,6 +16,7 @@ import async_q_nstep
 from async_runtime.actor_learner import ActorLearner
 from async_runtime.checkpoints import Checkpoints
 from async_runtime.errors import CheckpointMismatch
+from async_runtime.models import actor_critic_loss
 from async_runtime.shared_state import SharedState
 from build_model import build_actor_critic_network, policy_and_value_numpy
 
@@ -32,7 +33,7 @@ def loss_and_gradients(entropy_beta, value_loss_weight):
     logits, values = tf.constant(LOGITS), tf.constant(VALUES)
     with tf.GradientTape() as tape:
         tape.watch([logits, values])
-        loss = async_a3c.actor_critic_loss(
+        loss = actor_critic_loss(
             [logits, values], tf.constant(MASKS), tf.constant(RETURNS), entropy_beta, value_loss_weight
         )
     return float(loss), *(gradient.numpy() for gradient in tape.gradient(loss, [logits, values]))
@@ -76,7 +77,7 @@ def test_the_entropy_bonus_pushes_towards_a_uniform_policy():
 
     before = entropy()
     with tf.GradientTape() as tape:
-        loss = async_a3c.actor_critic_loss([logits, values], masks, values[:, 0], 0.01, 0.25)
+        loss = actor_critic_loss([logits, values], masks, values[:, 0], 0.01, 0.25)
     logits.assign_sub(10.0 * tape.gradient(loss, logits))
     assert entropy() > before
 
