@@ -112,7 +112,7 @@ class Driver:
         self.signal_received = None
 
     def run(self, actor_learner_thread):
-        self._install_signal_handlers()
+        previous_handlers = self._install_signal_handlers()
         threads = [
             threading.Thread(
                 target=self._guard, args=(actor_learner_thread, learner), name=f"actor-learner-{learner.index}"
@@ -138,7 +138,10 @@ class Driver:
                 for thread in threads:
                     thread.join()
         self._log_episodes()
-        return self._finish()
+        status = self._finish()
+        for signum, handler in previous_handlers.items():  # a caller in the same process gets its own back
+            signal.signal(signum, handler)
+        return status
 
     def _guard(self, actor_learner_thread, learner):
         """Run one thread's loop; any failure stops the whole run."""
@@ -163,8 +166,7 @@ class Driver:
             )
             self.shared.stop_event.set()
 
-        signal.signal(signal.SIGINT, stop)
-        signal.signal(signal.SIGTERM, stop)
+        return {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
 
     def _log_episodes(self):
         while True:
