@@ -9,17 +9,21 @@ targets. What runs around them lives here:
     schedules      epsilon, learning rate, target-sync boundary, epsilon-greedy
     weights        network weights as NumPy arrays and, on the same memory, tensors
     rmsprop        the shared, lock-free RMSProp step (numba, outside the GIL)
-    shared_state   theta, theta-minus, RMSProp statistics and T: what all threads share
+    memory         the block of memory they share, in one process or across processes
+    shared_state   theta, theta-minus, RMSProp statistics and T: what all actor-learners share
     compiled       the TensorFlow functions of the hot loop and how they are called
     actor_learner  one thread's emulator, theta', exploration and updates
-    driver         threads, signals, failures: a training run from start to end
+    processes      where the actor-learner threads run: this process, and others with --num_processes
+    driver         a training run from start to end: signals, failures, checkpoints, exit status
     reporting      TensorBoard summaries and the console line
     checkpoints    save, resume, refuse bad files; the .keras export
     evaluation     --testing
 
-Threads, not processes: TensorFlow ops, ale-py's vector env and the shared
-RMSProp step release the GIL, so threads overlap where the time is spent,
-and share the global network without copies, as the paper's actor-learners do.
+Threads first: TensorFlow ops, ale-py's vector env and the shared RMSProp
+step release the GIL, so threads overlap where the time is spent, and share
+the global network without copies, as the paper's actor-learners do. What
+the GIL still serializes, --num_processes takes past: the same threads,
+spread over processes that map the same memory.
 """
 
 import os

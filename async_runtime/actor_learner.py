@@ -40,7 +40,7 @@ class ActorLearner:
         self.episodic_life = args.episodic_life
         self.env = make_training_env(args, render=render)
         self.frames_per_step = atari_wrapper.frames_per_step(self.env)
-        self.local = Weights(shared.theta.arrays)  # theta'
+        self.local = Weights.copy_of(shared.theta.arrays)  # theta'
         # Fixed-size batch buffers: one compiled shape whatever the segment length.
         state_shape = (FRAME_SIZE, FRAME_SIZE, args.agent_history_length)
         self.states = aligned_zeros((max_segment_steps, *state_shape), np.uint8)
@@ -53,9 +53,8 @@ class ActorLearner:
         ops = shared.ops
         self._gradient = ops.bind(ops.gradient, self.local.tensors, *self.batch)
         if shared.target is not None:
-            self._q_values = ops.bind(ops.q_values, shared.target.tensors, self.next_states_tensor)
-        self.loss_sum = 0.0  # written by this thread only; the driver reads differences
-        self.loss_count = 0
+            self._q_values = ops.bind(ops.q_values, self.local.tensors, self.next_states_tensor)
+        self._losses = shared.losses[index]  # [loss sum, states learned from]: this thread writes, the driver reads
         self._episode_seed = args.seed * 1000 + index
         self._score, self._length, self._value_sum = 0.0, 0, 0.0  # the running game's
         self._state, self._lives, self._game_over = None, 0, True
@@ -124,12 +123,11 @@ class ActorLearner:
 
     def target_q_values(self, states):
         """Q(s, a; theta-minus), one row per state; batches are padded to one compiled size."""
-        target = self.shared.target  # one snapshot, even if the target moves meanwhile
         count = len(states)
         if count == 1:  # the n-step bootstrap: NumPy, as for acting
-            return q_values_numpy(target.arrays, states[0])[None]
+            return self.shared.target.read(lambda target: q_values_numpy(target.arrays, states[0])[None])
         self.next_states[:count] = states
-        (q_values,) = self._q_values(*target.tensors, self.next_states_tensor)
+        q_values = self.shared.target.read(lambda target: self._q_values(*target.tensors, self.next_states_tensor)[0])
         return q_values.numpy()[:count]
 
     def max_target_q(self, states):
@@ -150,8 +148,23 @@ class ActorLearner:
         self.targets[:count] = targets
         loss, *gradients, clip_factor = self._gradient(*self.local.tensors, *self.batch)
         self.shared.optimizer.apply(gradients, float(clip_factor), self.shared.learning_rate(), self.local.arrays)
-        self.loss_sum += float(loss)
-        self.loss_count += count
+        self._losses += (float(loss), count)
+
+    @property
+    def loss_sum(self):
+        return float(self._losses[0])
+
+    @property
+    def loss_count(self):
+        return int(self._losses[1])
+
+    def warm_up(self):
+        """Trace and compile every function once, before the clocks run, changing nothing shared."""
+        self.sync_local()
+        if self.shared.target is not None:
+            self.max_target_q(self.next_states)
+        _, *gradients, _ = self._gradient(*self.local.tensors, *self.batch)
+        self.shared.optimizer.compile(gradients)
 
 
 def make_training_env(args, render=False):

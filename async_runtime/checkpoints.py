@@ -21,8 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from async_runtime.errors import CheckpointMismatch, UsageError
-from async_runtime.shared_state import StepCounter
-from async_runtime.weights import Weights, all_finite
+from async_runtime.weights import all_finite
 from build_model import HIDDEN_UNITS
 
 CHECKPOINTS_KEPT = 5
@@ -49,7 +48,7 @@ class Checkpoints:
     def restore_latest(self):
         """Restore the newest checkpoint that loads; return its path, or None if there is none.
 
-        Call it before the threads start: it writes theta in place.
+        Call it before any actor-learner starts: it writes the shared state in place.
         """
         for path in reversed(self.manager.checkpoints):
             try:
@@ -64,8 +63,8 @@ class Checkpoints:
             for array, variable in zip(shared.optimizer.mean_squares, self.rmsprop.mean_squares):
                 np.copyto(array, variable.numpy())
             if self.target_network is not None:
-                shared.target = Weights([variable.numpy() for variable in self.target_network.trainable_variables])
-            shared.T = StepCounter(int(self.T.numpy()))
+                shared.target.assign([variable.numpy() for variable in self.target_network.trainable_variables])
+            shared.T.reset(int(self.T.numpy()))
             return path
         if self.manager.checkpoints:
             raise UsageError(f"no checkpoint in {self.manager.directory} loads")

@@ -1,22 +1,18 @@
-"""A training run from start to end: threads, checkpoints on a clock, signals, failures, exit status."""
+"""A training run from start to end: actor-learners, checkpoints on a clock, signals, failures, exit status."""
 
 import math
 import os
 import queue
 import signal
 import sys
-import threading
 import time
-import traceback
-
-import threadpoolctl
-import tensorflow as tf
 
 from async_runtime.actor_learner import ActorLearner, num_actions_of
 from async_runtime.checkpoints import Checkpoints
 from async_runtime.errors import UsageError
 from async_runtime.evaluation import evaluate
 from async_runtime.flags import ensure_writable
+from async_runtime.processes import WorkerProcesses, configure_threads, start_threads, thread_groups
 from async_runtime.reporting import TrainingLog
 from async_runtime.shared_state import SharedState
 from async_runtime.weights import all_finite
@@ -31,7 +27,8 @@ def main(args, actor_learner_thread, max_segment_steps, model):
     each thread; ``max_segment_steps`` is the most agent steps one of its
     updates covers; ``model`` is its network and loss.
     """
-    configure_threads(args.seed, actor_threads=1 if args.testing else args.num_actor_threads)
+    threads_here = 1 if args.testing else len(thread_groups(args.num_actor_threads, args.num_processes)[0])
+    configure_threads(args.seed, actor_threads=threads_here)
     try:
         if args.testing:
             return evaluate(args, model)
@@ -41,91 +38,62 @@ def main(args, actor_learner_thread, max_segment_steps, model):
         return 2
 
 
-def configure_threads(seed, actor_threads):
-    """Size the libraries' thread pools for ``actor_threads`` streams of work; seed TensorFlow.
-
-    Each kernel and each matrix product runs on one thread: the actor-learner
-    threads are already the parallel streams of work. OpenBLAS's worker
-    threads (NumPy's products when acting) spin while they wait: with them,
-    one actor-learner thread kept 1.8 cores busy; without, 1.0.
-
-    A gradient call's kernels run on TensorFlow's inter-op pool. With as many
-    threads as cores, a single pool thread makes their calls queue behind
-    each other, so each gets a pool thread; with more threads than cores, the
-    threads keep the cores busy and more pool threads only compete with them.
-    n-step on 2 cores, 2 pool threads against 1: 2 actor-learner threads
-    ~4,300 -> ~4,500 frames/s, 4 threads ~5,000 -> ~4,400.
-    TensorFlow fixes the pool sizes at its first operation: call this first.
-    """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    tf.config.threading.set_intra_op_parallelism_threads(1)
-    tf.config.threading.set_inter_op_parallelism_threads(actor_threads if actor_threads <= cores else 1)
-    threadpoolctl.threadpool_limits(1, user_api="blas")
-    tf.keras.utils.set_random_seed(seed)
-
-
 def train(args, actor_learner_thread, max_segment_steps, model):
     summary_dir = os.path.join(args.summary_dir, args.experiment)
     checkpoint_dir = os.path.join(args.checkpoint_dir, args.experiment)
     for path in (summary_dir, checkpoint_dir):
         ensure_writable(path)
     shared = SharedState(args, num_actions_of(args), model)
+    here, *elsewhere = thread_groups(args.num_actor_threads, args.num_processes)
     learners = [
-        ActorLearner(i, shared, max_segment_steps, render=args.render_environment and i == 0)
-        for i in range(args.num_actor_threads)
+        ActorLearner(i, shared, max_segment_steps, render=args.render_environment and i == 0) for i in here
     ]
-    warm_up(learners[0])
+    learners[0].warm_up()
     checkpoints = Checkpoints(shared, checkpoint_dir)
-    resumed_from = checkpoints.restore_latest()
+    resumed_from = checkpoints.restore_latest()  # before any other process maps the shared state
     if resumed_from:
         print(f"resuming {args.experiment} from {resumed_from} at T = {shared.T.value:,}")
+    workers = WorkerProcesses(shared, elsewhere, actor_learner_thread, max_segment_steps)
     log = TrainingLog(summary_dir, args, shared.T.value, model)
+    processes = f" in {args.num_processes} processes" if args.num_processes > 1 else ""
     print(
-        f"training {args.experiment}: {args.game}, {args.num_actor_threads} actor-learner threads, "
+        f"training {args.experiment}: {args.game}, {args.num_actor_threads} actor-learner threads{processes}, "
         f"T_max {args.T_max:,}; TensorBoard: tensorboard --logdir {summary_dir}"
     )
-    return Driver(args, shared, learners, checkpoints, log).run(actor_learner_thread)
-
-
-def warm_up(learner):
-    """Trace and compile every function once, before threads start and clocks run.
-
-    Runs before a checkpoint is restored: an empty segment's gradient is zero,
-    which leaves theta and the still-zero RMSProp statistics as they are.
-    """
-    learner.sync_local()
-    if learner.shared.target is not None:
-        learner.max_target_q(learner.next_states)
-    learner.learn(learner.states[:0], [], learner.targets[:0])
+    return Driver(args, shared, learners, workers, checkpoints, log).run(actor_learner_thread)
 
 
 class Driver:
-    """Starts the threads, then logs, checkpoints and watches them until they stop."""
+    """Starts the actor-learners, then logs, checkpoints and watches them until they stop."""
 
-    def __init__(self, args, shared, learners, checkpoints, log):
+    def __init__(self, args, shared, learners, workers, checkpoints, log):
         self.args = args
         self.shared = shared
-        self.learners = learners
+        self.learners = learners  # this process's
+        self.workers = workers
         self.checkpoints = checkpoints
         self.log = log
-        self.failure = None  # (thread index or None, message) of the first failure
+        self.failure = None  # the first failure's message
+        self.diverged = False
         self.signal_received = None
 
     def run(self, actor_learner_thread):
         previous_handlers = self._install_signal_handlers()
-        threads = [
-            threading.Thread(
-                target=self._guard, args=(actor_learner_thread, learner), name=f"actor-learner-{learner.index}"
-            )
-            for learner in self.learners
-        ]
-        for thread in threads:
-            thread.start()
+        self.workers.start()
+        self.workers.wait_until_ready(self.shared.block)
+        threads = start_threads(actor_learner_thread, self.learners, self.shared)
         last_summary = last_checkpoint = time.monotonic()
         last_T, last_losses = self.shared.T.value, self._losses()
-        while any(thread.is_alive() for thread in threads):
-            self.shared.stop_event.wait(0.5)
-            self._log_episodes()
+        while any(thread.is_alive() for thread in threads) or self.workers.alive():
+            if self.shared.stop_event.is_set():
+                for thread in threads:
+                    thread.join()
+                self.workers.join(timeout=0.5)
+            else:
+                self.shared.stop_event.wait(0.5)
+            if self.signal_received is not None:
+                self.shared.stop_event.set()
+            self._watch()
             self.log.progress.tick(self.shared.T.value)
             now = time.monotonic()
             if now - last_summary >= self.args.summary_interval:
@@ -134,25 +102,25 @@ class Driver:
             if now - last_checkpoint >= self.args.checkpoint_interval:
                 self._save()
                 last_checkpoint = now
-            if self.shared.stop_event.is_set():
-                for thread in threads:
-                    thread.join()
-        self._log_episodes()
+        self._watch()
         status = self._finish()
         for signum, handler in previous_handlers.items():  # a caller in the same process gets its own back
             signal.signal(signum, handler)
         return status
 
-    def _guard(self, actor_learner_thread, learner):
-        """Run one thread's loop; any failure stops the whole run."""
-        try:
-            actor_learner_thread(learner, self.shared, self.args)
-        except BaseException:  # noqa: BLE001  whatever it is, the other threads must stop too
-            self._fail(learner.index, traceback.format_exc())
+    def _watch(self):
+        """Log finished games; stop the run at an actor-learner's failure or a worker process's death."""
+        deaths = self.workers.deaths()  # first: a process sends its failure before it ends
+        for record in _drain(self.shared.episodes):
+            self.log.episode(record)
+        for who, message in _drain(self.shared.failures):
+            self._fail(f"{who} failed:\n{message.rstrip()}")
+        for death in deaths:
+            self._fail(death)
 
-    def _fail(self, thread, message):
+    def _fail(self, message, diverged=False):
         if self.failure is None:
-            self.failure = (thread, message)
+            self.failure, self.diverged = message, diverged
         self.shared.stop_event.set()
 
     def _install_signal_handlers(self):
@@ -161,22 +129,17 @@ class Driver:
                 os._exit(128 + signum)  # a second signal: leave at once
             self.signal_received = signum
             self.log.message(
-                f"{signal.Signals(signum).name}: stopping the threads and saving a checkpoint "
+                f"{signal.Signals(signum).name}: stopping the actor-learners and saving a checkpoint "
                 "(Ctrl-C again quits at once)"
             )
-            self.shared.stop_event.set()
+            # The loop sets the stop event: a multiprocessing Event set here, while this
+            # thread waits on it in the loop, would wait for its own wake-up forever.
 
         return {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
 
-    def _log_episodes(self):
-        while True:
-            try:
-                self.log.episode(self.shared.episodes.get_nowait())
-            except queue.Empty:
-                return
-
     def _losses(self):
-        return (sum(learner.loss_sum for learner in self.learners), sum(learner.loss_count for learner in self.learners))
+        loss_sum, loss_count = self.shared.losses.sum(axis=0)
+        return float(loss_sum), int(loss_count)
 
     def _log_rates(self, seconds, last_T, last_losses):
         T = self.shared.T.value
@@ -185,32 +148,38 @@ class Driver:
         new_states = loss_count - last_losses[1]
         loss = (loss_sum - last_losses[0]) / new_states if new_states else None
         if loss is not None and not math.isfinite(loss):
-            self._fail(None, DIVERGED.format(what=f"the loss is {loss}"))
+            self._fail(DIVERGED.format(what=f"the loss is {loss}"), diverged=True)
         elif not all_finite(self.shared.theta.arrays):
-            self._fail(None, DIVERGED.format(what="a weight is NaN or infinite"))
+            self._fail(DIVERGED.format(what="a weight is NaN or infinite"), diverged=True)
         self.log.rates(T, frames_per_second, self.shared.learning_rate(), loss)
         return T, (loss_sum, loss_count)
 
     def _save(self):
         path = self.checkpoints.save()
         if path is None:
-            self._fail(None, DIVERGED.format(what="a weight is NaN or infinite"))
+            self._fail(DIVERGED.format(what="a weight is NaN or infinite"), diverged=True)
         return path
 
     def _finish(self):
-        thread_failed = self.failure is not None and self.failure[0] is not None
-        # After a thread's failure the networks may still be sound: save them
+        # After an actor-learner's failure the networks may still be sound: save them
         # (the save refuses non-finite weights). After divergence, keep the last good one.
-        path = self._save() if self.failure is None or thread_failed else None
+        path = None if self.diverged else self._save()
         self.log.close()
         if path:
             print(f"saved checkpoint {path} at T = {self.shared.T.value:,}")
         if self.failure is not None:
-            thread, message = self.failure
-            if thread is not None:
-                message = f"actor-learner thread {thread} failed:\n{message.rstrip()}"
-            print(f"error: {message}", file=sys.stderr)
+            print(f"error: {self.failure}", file=sys.stderr)
             return 1
         if self.signal_received == signal.SIGTERM:
             return 128 + signal.SIGTERM
         return 0
+
+
+def _drain(queue_):
+    """What ``queue_`` holds now, without waiting."""
+    items = []
+    while True:
+        try:
+            items.append(queue_.get_nowait())
+        except queue.Empty:
+            return items

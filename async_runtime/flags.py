@@ -22,7 +22,19 @@ def common_parser(description, default_experiment, value_based=True):
     add = parser.add_argument
     add("--experiment", default=default_experiment, help="name of the run: its summary and checkpoint folder")
     add("--game", default="SpaceInvadersNoFrameskip-v4", help="gymnasium id of the game, e.g. BreakoutNoFrameskip-v4")
-    add("--num_actor_threads", type=int, default=16, help="actor-learner threads, each with its own emulator")
+    add(
+        "--num_actor_threads",
+        type=int,
+        default=16,
+        help="actor-learner threads, each with its own emulator; counted over all --num_processes",
+    )
+    add(
+        "--num_processes",
+        type=int,
+        default=1,
+        help="processes the actor-learner threads are spread over, all updating one theta in shared memory: "
+        "more than one gets past Python's GIL",
+    )
     add("--T_max", type=int, default=20_000_000, help="agent steps over all threads before training stops")
     add("--learning_rate", type=float, default=1e-4, help="initial RMSProp learning rate")
     add(
@@ -132,6 +144,7 @@ def parse_args(parser, argv=None):
 def validate_args(args):
     positive = [
         "num_actor_threads",
+        "num_processes",
         "T_max",
         "agent_history_length",
         "num_eval_episodes",
@@ -153,6 +166,11 @@ def validate_args(args):
     for name in positive:
         if not getattr(args, name) > 0:
             raise UsageError(f"--{name} must be positive, got {getattr(args, name)}")
+    if args.num_processes > args.num_actor_threads:
+        raise UsageError(
+            f"--num_processes {args.num_processes} needs at least as many --num_actor_threads "
+            f"(they are counted over all processes), got {args.num_actor_threads}"
+        )
     if not 0 < args.learning_rate <= 1:
         raise UsageError(f"--learning_rate must be in (0, 1], got {args.learning_rate}")
     if not 0 <= args.decay_rate_RMSProp < 1:

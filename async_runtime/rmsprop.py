@@ -19,13 +19,13 @@ class SharedRMSProp:
     updates from overlapping (README, performance).
     """
 
-    def __init__(self, theta, decay, epsilon):
-        """``theta``: the arrays the updates write, in place."""
+    def __init__(self, theta, mean_squares, decay, epsilon):
+        """``theta``, ``mean_squares`` (g): the arrays the updates write, in place."""
         self.decay = decay
         self.epsilon = epsilon
-        self.mean_squares = [np.zeros_like(array) for array in theta]
+        self.mean_squares = mean_squares
         self._flat_theta = flat_views(theta)
-        self._flat_mean_squares = flat_views(self.mean_squares)
+        self._flat_mean_squares = flat_views(mean_squares)
 
     def apply(self, gradients, clip_factor, learning_rate, theta_copy):
         """theta <- RMSProp(theta, clip_factor * gradients); theta_copy <- the new theta, in the same pass."""
@@ -36,6 +36,21 @@ class SharedRMSProp:
             flat_views(theta_copy),
             clip_factor,
             learning_rate,
+            self.decay,
+            self.epsilon,
+        )
+
+    def compile(self, gradients):
+        """Compile the step for ``gradients``' types now, before clocks run: on scratch arrays, so
+        theta and g stay as they are (other processes may be training on them)."""
+        scratch = [np.zeros_like(array) for array in self._flat_theta]
+        _rmsprop_step(
+            tuple(scratch),
+            tuple(np.zeros_like(array) for array in scratch),
+            flat_views(np.asarray(gradient) for gradient in gradients),
+            tuple(np.zeros_like(array) for array in scratch),
+            1.0,
+            0.0,
             self.decay,
             self.epsilon,
         )

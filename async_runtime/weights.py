@@ -22,10 +22,17 @@ class Weights:
     is written by that thread only, between its own calls).
     """
 
-    def __init__(self, values):
-        self.arrays = [aligned_zeros(np.shape(value)) for value in values]
-        self.assign(values)
+    def __init__(self, arrays):
+        """Weights on ``arrays``, aligned and C-contiguous (``aligned_zeros``, or a SharedBlock's), not a copy."""
+        self.arrays = list(arrays)
         self.tensors = [tensor_view(array) for array in self.arrays]
+
+    @classmethod
+    def copy_of(cls, values):
+        """Weights in new memory, holding a copy of ``values``."""
+        weights = cls([aligned_zeros(np.shape(value)) for value in values])
+        weights.assign(values)
+        return weights
 
     def assign(self, values):
         for array, value in zip(self.arrays, values):

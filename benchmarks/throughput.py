@@ -1,20 +1,25 @@
-"""Emulator frames per second of the learners, against the emulators alone.
+"""Emulator frames per second of the learners, against the emulators alone, and of real runs.
 
 For each thread count, in one run, each figure from a fresh process (the
 learners size TensorFlow's thread pools by thread count, once per process):
 
 (a) envs only: the threads step the same environments the learners use,
     with random actions: the ceiling a learner could reach;
-(b) the n-step learner (async_q_nstep.actor_learner_thread, the real training loop);
-(c) the 1-step Q learner (async_q_1step.actor_learner_thread);
-(d) the 1-step Sarsa learner (async_sarsa_1step.actor_learner_thread).
+(b) each learner's loop (``actor_learner_thread`` of async_q_nstep.py,
+    async_q_1step.py, async_sarsa_1step.py, async_a3c.py) on its threads.
+
+Then real runs: async_q_nstep.py as a user starts it, with its driver,
+TensorBoard logging and all, on 1 to --processes processes: each figure is
+the rate the run prints over a summary interval, and the CPU cores its
+processes kept busy meanwhile (from /proc), so frames per CPU-second tell
+what more cores would give.
 
 Compilation and warm-up are excluded; each figure is the median of several
-timed windows. Prints a markdown table, with each learner's ratio to (a), and
+timed windows. Prints markdown tables, with each learner's ratio to (a), and
 writes the same as JSON with the CPU count and package versions:
 
-    python benchmarks/throughput.py                 # 1, 2, 4, 8, 16 threads
-    python benchmarks/throughput.py --quick         # 2 threads, under a minute
+    python benchmarks/throughput.py                 # 1, 2, 4, 8, 16 threads; real runs on 1 and 2 processes
+    python benchmarks/throughput.py --quick         # 2 threads, 3 windows of 2 s; real runs on 1 and 2
 """
 
 import argparse
@@ -24,13 +29,18 @@ import json
 import multiprocessing
 import os
 import platform
+import re
+import signal
 import statistics
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
@@ -38,8 +48,8 @@ import async_a3c  # noqa: E402
 import async_q_1step  # noqa: E402
 import async_q_nstep  # noqa: E402
 import async_sarsa_1step  # noqa: E402
-from async_runtime import driver  # noqa: E402
 from async_runtime.actor_learner import ActorLearner, make_training_env, num_actions_of  # noqa: E402
+from async_runtime.processes import configure_threads  # noqa: E402
 from async_runtime.shared_state import SharedState  # noqa: E402
 import atari_wrapper  # noqa: E402
 
@@ -94,10 +104,10 @@ def envs_only(common, threads, timing):
 def learner(script_name, common, threads, timing):
     script = LEARNERS[script_name]
     args = script.parse_args([*common, "--num_actor_threads", str(threads)])
-    driver.configure_threads(seed=0, actor_threads=threads)
+    configure_threads(seed=0, actor_threads=threads)
     shared = SharedState(args, num_actions_of(args), script.model(args))
     learners = [ActorLearner(i, shared, script.max_segment_steps(args)) for i in range(threads)]
-    driver.warm_up(learners[0])
+    learners[0].warm_up()
     running = [threading.Thread(target=script.actor_learner_thread, args=(one, shared, args)) for one in learners]
     for thread in running:
         thread.start()
@@ -106,6 +116,50 @@ def learner(script_name, common, threads, timing):
     for thread in running:
         thread.join()
     return rate
+
+
+RATE_LINE = re.compile(r"^T [\d,]+/[\d,]+ \| ([\d,]+) frames/s")
+REAL_RUN_WARM_UP_WINDOWS = 3  # summary intervals left out: start-up, the worker processes' compilation
+
+
+def real_run(common, threads, processes, timing):
+    """async_q_nstep.py as a user runs it: the median of the rates it prints, and the CPU cores it kept busy."""
+    with tempfile.TemporaryDirectory() as scratch:
+        command = [
+            sys.executable, str(ROOT / "async_q_nstep.py"), *common, "--num_actor_threads", str(threads),
+            "--num_processes", str(processes), "--T_max", str(10**10), "--summary_interval", str(timing["window_seconds"]),
+            "--summary_dir", scratch, "--checkpoint_dir", scratch, "--experiment", "throughput",
+        ]
+        run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
+        rates, cpu_start = [], None
+        for line in run.stdout:
+            match = RATE_LINE.match(line)
+            if not match:
+                continue
+            rates.append(float(match[1].replace(",", "")))
+            if len(rates) == REAL_RUN_WARM_UP_WINDOWS:
+                cpu_start, wall_start = cpu_seconds(run.pid), time.perf_counter()
+            if len(rates) == REAL_RUN_WARM_UP_WINDOWS + timing["windows"]:
+                cores = (cpu_seconds(run.pid) - cpu_start) / (time.perf_counter() - wall_start)
+                break
+        run.send_signal(signal.SIGTERM)
+        run.communicate(timeout=120)
+    if len(rates) < REAL_RUN_WARM_UP_WINDOWS + timing["windows"]:
+        raise RuntimeError(f"{' '.join(command)} stopped after {len(rates)} summary lines")
+    return statistics.median(rates[REAL_RUN_WARM_UP_WINDOWS:]), cores
+
+
+def cpu_seconds(pid):
+    """User and system CPU time of process ``pid`` and its children so far (Linux's /proc)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        if stat.parent.name == str(pid) or int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def versions():
@@ -126,11 +180,14 @@ def main(argv=None):
     parser.add_argument("--env_backend", choices=("auto", "gymnasium", "ale_vector"), default="auto")
     parser.add_argument("--windows", type=int, default=5, help="timed windows per figure; the median is kept")
     parser.add_argument("--window_seconds", type=float, default=4.0)
-    parser.add_argument("--quick", action="store_true", help="2 threads, 3 windows of 2 s: under a minute")
+    parser.add_argument("--processes", type=int, nargs="+", default=[1, 2], help="process counts of the real runs")
+    parser.add_argument("--real_threads", type=int, nargs="+", default=[2, 4],
+                        help="thread counts of the real runs (over all processes), beside one thread per process")
+    parser.add_argument("--quick", action="store_true", help="2 threads, 3 windows of 2 s: about two minutes")
     parser.add_argument("--output", default="benchmarks/throughput.json")
     options = parser.parse_args(argv)
     if options.quick:
-        options.threads, options.windows, options.window_seconds = [2], 3, 2.0
+        options.threads, options.real_threads, options.windows, options.window_seconds = [2], [2], 3, 2.0
     timing = {"warm_up_seconds": 2.0, "windows": options.windows, "window_seconds": options.window_seconds}
 
     common = ["--game", options.game, "--env_backend", options.env_backend]
@@ -146,6 +203,16 @@ def main(argv=None):
         rates = ", ".join(f"{LABELS[name]} {row[name]:,.0f}" for name in LEARNERS)
         print(f"{threads} threads: envs {ceiling:,.0f}, {rates} frames/s", file=sys.stderr, flush=True)
 
+    real_runs = []
+    for processes in options.processes:
+        for threads in sorted({processes, *options.real_threads}):
+            if threads >= processes:
+                rate, cores = real_run(common, threads, processes, timing)
+                real_runs.append({"processes": processes, "threads": threads, "frames_per_second": rate,
+                                  "cores_busy": cores})
+                print(f"real run, {threads} threads in {processes} processes: {rate:,.0f} frames/s, "
+                      f"{cores:.2f} cores busy", file=sys.stderr, flush=True)
+
     print(f"\n{options.game}, env backend {options.env_backend}, {os.cpu_count()} CPUs; "
           f"emulator frames per second, median of {options.windows} windows of {options.window_seconds:g} s\n")
     print("| threads | envs only | " + " | ".join(f"{LABELS[name]} | / envs" for name in LEARNERS) + " |")
@@ -153,6 +220,14 @@ def main(argv=None):
     for row in rows:
         cells = " | ".join(f"{row[name]:,.0f} | {row[name] / row['envs_only']:.0%}" for name in LEARNERS)
         print(f"| {row['threads']} | {row['envs_only']:,.0f} | {cells} |")
+    best_threaded = max(run["frames_per_second"] for run in real_runs if run["processes"] == 1)
+    print("\nReal runs of async_q_nstep.py (the rate it prints), against its best run in one process:\n")
+    print("| processes | threads | frames/s | per process | / best in one process | cores busy | frames per CPU-second |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for run in real_runs:
+        rate = run["frames_per_second"]
+        print(f"| {run['processes']} | {run['threads']} | {rate:,.0f} | {rate / run['processes']:,.0f} | "
+              f"{rate / best_threaded:.2f} | {run['cores_busy']:.2f} | {rate / run['cores_busy']:,.0f} |")
     report = {
         "game": options.game,
         "env_backend": options.env_backend,
@@ -163,6 +238,7 @@ def main(argv=None):
         "windows": options.windows,
         "window_seconds": options.window_seconds,
         "rows": rows,
+        "real_runs": real_runs,
     }
     Path(options.output).parent.mkdir(parents=True, exist_ok=True)
     Path(options.output).write_text(json.dumps(report, indent=2) + "\n")

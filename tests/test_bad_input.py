@@ -17,6 +17,9 @@ GAME = ["--game", "Catch-v0"]
     [
         (["--game", "BreakotNoFrameskip-v4"], r"unknown game 'BreakotNoFrameskip-v4'.*BreakoutNoFrameskip-v4"),
         ([*GAME, "--num_actor_threads", "0"], r"--num_actor_threads must be positive, got 0"),
+        ([*GAME, "--num_processes", "0"], r"--num_processes must be positive, got 0"),
+        ([*GAME, "--num_actor_threads", "2", "--num_processes", "3"],
+         r"--num_processes 3 needs at least as many --num_actor_threads .*, got 2"),
         ([*GAME, "--T_max", "-5"], r"--T_max must be positive, got -5"),
         ([*GAME, "--num_steps_Q", "0"], r"--num_steps_Q must be positive"),
         ([*GAME, "--learning_rate", "0"], r"--learning_rate must be in \(0, 1\]"),

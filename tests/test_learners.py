@@ -84,7 +84,7 @@ def test_learning_rate_anneals_to_zero_at_T_max():
 def test_shared_rmsprop_by_hand():
     """grad = 0.5 * [1, -2] after the clip; g = 0.1 * grad**2 from zero; theta -= 0.01 * grad / sqrt(g + 0.1)."""
     theta = np.array([1.0, 2.0], np.float32)
-    optimizer = SharedRMSProp([theta], decay=0.9, epsilon=0.1)
+    optimizer = SharedRMSProp([theta], [np.zeros(2, np.float32)], decay=0.9, epsilon=0.1)
     theta_copy = np.zeros(2, np.float32)
     optimizer.apply([tf.constant([1.0, -2.0])], 0.5, 0.01, [theta_copy])
     np.testing.assert_allclose(optimizer.mean_squares[0], [0.025, 0.1], rtol=1e-6)
@@ -110,7 +110,7 @@ def same(a, b):
 
 
 def test_a_gradient_moves_theta_and_the_applying_threads_theta_prime_only():
-    shared, learner = make_learner(async_q_nstep, "--learning_rate", "0.01")
+    shared, learner = make_learner(async_q_nstep, "--learning_rate", "0.01", "--num_actor_threads", "2")
     other = ActorLearner(1, shared, max_segment_steps=5)
     before_global = snapshot(shared.theta.arrays)
     before_other = [w.copy() for w in other.local.arrays]

@@ -52,10 +52,15 @@ def last_50_mean(summary_dir):
     return float(np.mean(scores[-50:]))
 
 
-@pytest.mark.parametrize("script", FLAGS_OF)
-def test_learner_masters_catch(script, tmp_path):
+@pytest.mark.parametrize(
+    "script, processes",
+    [*((script, 1) for script in FLAGS_OF), ("async_q_nstep.py", 2)],
+    ids=lambda value: f"{value} processes" if isinstance(value, int) else value,
+)
+def test_learner_masters_catch(script, processes, tmp_path):
+    """With 2 processes, the same 2 threads each in a process of its own (--num_processes)."""
     run_script(
-        script, *FLAGS_OF[script], "--seed", "0", "--experiment", "catch",
+        script, *FLAGS_OF[script], "--num_processes", processes, "--seed", "0", "--experiment", "catch",
         "--summary_dir", tmp_path / "summaries", "--checkpoint_dir", tmp_path / "checkpoints",
         timeout=300,
     )
