@@ -2,8 +2,8 @@
 
 The real scripts in real processes on Catch-v0, as a user runs them: one
 run over processes resumes with one process and back, Ctrl-C and SIGTERM
-stop every process, kill -9 leaves nothing behind, and a worker's failure,
-death or divergence stops the run as a thread's does.
+stop every process, kill -9 leaves nothing behind, and a worker's failure
+or death stops the run as a thread's does (divergence in a worker: test_safety.py).
 """
 
 import multiprocessing
@@ -20,7 +20,6 @@ import pytest
 import tensorflow as tf
 
 import async_q_nstep
-from async_runtime import driver
 from async_runtime.memory import ALIGNMENT, SharedBlock
 from async_runtime.processes import thread_groups
 from async_runtime.schedules import draw_final_epsilon
@@ -251,30 +250,3 @@ def test_a_failing_thread_in_a_worker_process_stops_the_run_with_its_traceback(t
     assert "error: actor-learner thread 1 failed:" in completed.stderr
     assert completed.stderr.count("RuntimeError: injected emulator failure") == 1
     assert "saved checkpoint" in completed.stdout
-
-
-def poisoned_in_a_worker(learner, shared, args):
-    """n-step Q, until the worker's thread (index 1) makes one weight of theta NaN at T >= 3,000."""
-    learn = learner.learn
-
-    def learn_then_poison(states, actions, targets):
-        learn(states, actions, targets)
-        if shared.T.value >= 3000 and learner.index == 1:
-            shared.theta.arrays[-1][:] = np.nan
-
-    learner.learn = learn_then_poison
-    async_q_nstep.actor_learner_thread(learner, shared, args)
-
-
-def test_divergence_in_a_worker_process_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
-    args = async_q_nstep.parse_args(
-        [*ENDLESS, "--checkpoint_interval", "1", "--experiment", "nan",
-         "--summary_dir", str(tmp_path / "summaries"), "--checkpoint_dir", str(tmp_path / "checkpoints")]
-    )
-    assert driver.train(args, poisoned_in_a_worker, args.num_steps_Q, async_q_nstep.model(args)) == 1
-    assert "training diverged" in capsys.readouterr().err
-    latest = tf.train.latest_checkpoint(str(tmp_path / "checkpoints" / "nan"))
-    reader = tf.train.load_checkpoint(latest)
-    for name in reader.get_variable_to_shape_map():
-        if name.startswith("global_network/"):
-            assert np.all(np.isfinite(reader.get_tensor(name)))

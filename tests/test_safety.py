@@ -144,24 +144,27 @@ def test_a_failing_thread_stops_the_run_with_its_traceback(tmp_path, run_dirs):
     assert "saved checkpoint" in completed.stdout  # the networks were sound
 
 
-def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
+def poisoned_learner(learner, shared, args):
+    """The real loop, until the last thread (in a worker process, with 2 processes) makes one
+    weight of theta NaN at T >= 3,000. At module level: a worker process imports it."""
+    learn = learner.learn
+
+    def learn_then_poison(states, actions, targets):
+        learn(states, actions, targets)
+        if shared.T.value >= 3000 and learner.index == args.num_actor_threads - 1:
+            shared.theta.arrays[-1][:] = np.nan
+
+    learner.learn = learn_then_poison
+    async_q_nstep.actor_learner_thread(learner, shared, args)
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(processes, tmp_path, capsys):
     args = async_q_nstep.parse_args(
-        ["--game", "Catch-v0", "--num_actor_threads", "2", "--T_max", "100000000", "--summary_interval", "1",
-         "--checkpoint_interval", "1", "--experiment", "nan",
+        ["--game", "Catch-v0", "--num_actor_threads", "2", "--num_processes", processes, "--T_max", "100000000",
+         "--summary_interval", "1", "--checkpoint_interval", "1", "--experiment", "nan",
          "--summary_dir", str(tmp_path / "summaries"), "--checkpoint_dir", str(tmp_path / "checkpoints")]
     )
-
-    def poisoned_learner(learner, shared, args):
-        # The real loop, until one weight of theta becomes NaN at T >= 3,000.
-        learn = learner.learn
-
-        def learn_then_poison(states, actions, targets):
-            learn(states, actions, targets)
-            if shared.T.value >= 3000 and learner.index == 0:
-                shared.theta.arrays[-1][:] = np.nan
-
-        learner.learn = learn_then_poison
-        async_q_nstep.actor_learner_thread(learner, shared, args)
 
     status = driver.train(args, poisoned_learner, args.num_steps_Q, async_q_nstep.model(args))
     assert status == 1
