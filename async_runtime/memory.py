@@ -20,7 +20,8 @@ import threading
 
 import numpy as np
 
-ALIGNMENT = 64  # bytes: each array starts where TensorFlow's kernels expect a tensor to (weights.tensor_view)
+# Each array starts where TensorFlow's kernels expect a tensor to (weights.tensor_view).
+from async_runtime.weights import TENSORFLOW_ALIGNMENT as ALIGNMENT
 
 
 class SharedBlock:
