@@ -14,6 +14,7 @@ targets. What runs around them lives here:
     compiled       the TensorFlow functions of the hot loop and how they are called
     actor_learner  one thread's emulator, theta', exploration and updates
     processes      where the actor-learner threads run: this process, and others with --num_processes
+    cluster        or, with --ray_address, Ray actors on replicas of theta exchanged with this process
     driver         a training run from start to end: signals, failures, checkpoints, exit status
     reporting      TensorBoard summaries and the console line
     checkpoints    save, resume, refuse bad files; the .keras export
@@ -23,7 +24,8 @@ Threads first: TensorFlow ops, ale-py's vector env and the shared RMSProp
 step release the GIL, so threads overlap where the time is spent, and share
 the global network without copies, as the paper's actor-learners do. What
 the GIL still serializes, --num_processes takes past: the same threads,
-spread over processes that map the same memory.
+spread over processes that map the same memory; past one machine, Ray
+actors that exchange what changed with the run's process.
 """
 
 import os

@@ -2,7 +2,6 @@
 
 import math
 import os
-import queue
 import signal
 import sys
 import time
@@ -12,6 +11,7 @@ from async_runtime.checkpoints import Checkpoints
 from async_runtime.errors import UsageError
 from async_runtime.evaluation import evaluate
 from async_runtime.flags import ensure_writable
+from async_runtime.memory import drain
 from async_runtime.processes import WorkerProcesses, configure_threads, start_threads, thread_groups
 from async_runtime.reporting import TrainingLog
 from async_runtime.shared_state import SharedState
@@ -53,9 +53,17 @@ def train(args, actor_learner_thread, max_segment_steps, model):
     resumed_from = checkpoints.restore_latest()  # before any other process maps the shared state
     if resumed_from:
         print(f"resuming {args.experiment} from {resumed_from} at T = {shared.T.value:,}")
-    workers = WorkerProcesses(shared, elsewhere, actor_learner_thread, max_segment_steps)
+    if args.ray_address:
+        from async_runtime import cluster  # Ray is installed only where --ray_address is used
+
+        cluster.connect(args.ray_address)
+        workers = cluster.RayActorLearners(shared, elsewhere, actor_learner_thread, max_segment_steps)
+    else:
+        workers = WorkerProcesses(shared, elsewhere, actor_learner_thread, max_segment_steps)
     log = TrainingLog(summary_dir, args, shared.T.value, model)
     processes = f" in {args.num_processes} processes" if args.num_processes > 1 else ""
+    if args.ray_address:
+        processes += f", {len(elsewhere)} on the Ray cluster at {args.ray_address}"
     print(
         f"training {args.experiment}: {args.game}, {args.num_actor_threads} actor-learner threads{processes}, "
         f"T_max {args.T_max:,}; TensorBoard: tensorboard --logdir {summary_dir}"
@@ -80,7 +88,7 @@ class Driver:
     def run(self, actor_learner_thread):
         previous_handlers = self._install_signal_handlers()
         self.workers.start()
-        self.workers.wait_until_ready(self.shared.block)
+        self.workers.wait_until_ready()
         threads = start_threads(actor_learner_thread, self.learners, self.shared)
         last_summary = last_checkpoint = time.monotonic()
         last_T, last_losses = self.shared.T.value, self._losses()
@@ -111,9 +119,9 @@ class Driver:
     def _watch(self):
         """Log finished games; stop the run at an actor-learner's failure or a worker process's death."""
         deaths = self.workers.deaths()  # first: a process sends its failure before it ends
-        for record in _drain(self.shared.episodes):
+        for record in drain(self.shared.episodes):
             self.log.episode(record)
-        for who, message in _drain(self.shared.failures):
+        for who, message in drain(self.shared.failures):
             self._fail(f"{who} failed:\n{message.rstrip()}")
         for death in deaths:
             self._fail(death)
@@ -174,12 +182,3 @@ class Driver:
             return 128 + signal.SIGTERM
         return 0
 
-
-def _drain(queue_):
-    """What ``queue_`` holds now, without waiting."""
-    items = []
-    while True:
-        try:
-            items.append(queue_.get_nowait())
-        except queue.Empty:
-            return items

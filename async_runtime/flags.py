@@ -1,6 +1,7 @@
 """The flags all learners take, with the seed's names and defaults, validated up front."""
 
 import argparse
+import importlib.util
 import math
 import os
 import tempfile
@@ -34,6 +35,17 @@ def common_parser(description, default_experiment, value_based=True):
         default=1,
         help="processes the actor-learner threads are spread over, all updating one theta in shared memory: "
         "more than one gets past Python's GIL",
+    )
+    add(
+        "--ray_address",
+        help="address of a running Ray cluster (host:port, or auto): the --num_processes processes beyond this "
+        "one run there as Ray actors, each on a replica of theta exchanged every --ray_sync_interval",
+    )
+    add(
+        "--ray_sync_interval",
+        type=float,
+        default=1.0,
+        help="seconds between exchanges of theta with each Ray actor: the most its view of the others lags",
     )
     add("--T_max", type=int, default=20_000_000, help="agent steps over all threads before training stops")
     add("--learning_rate", type=float, default=1e-4, help="initial RMSProp learning rate")
@@ -145,6 +157,7 @@ def validate_args(args):
     positive = [
         "num_actor_threads",
         "num_processes",
+        "ray_sync_interval",
         "T_max",
         "agent_history_length",
         "num_eval_episodes",
@@ -171,6 +184,13 @@ def validate_args(args):
             f"--num_processes {args.num_processes} needs at least as many --num_actor_threads "
             f"(they are counted over all processes), got {args.num_actor_threads}"
         )
+    if args.ray_address is not None:
+        if args.num_processes < 2:
+            raise UsageError(
+                "--ray_address needs --num_processes 2 or more: the processes beyond this one are what run on the cluster"
+            )
+        if importlib.util.find_spec("ray") is None:
+            raise UsageError("--ray_address needs Ray: pip install -r requirements-ray.txt")
     if not 0 < args.learning_rate <= 1:
         raise UsageError(f"--learning_rate must be in (0, 1], got {args.learning_rate}")
     if not 0 <= args.decay_rate_RMSProp < 1:

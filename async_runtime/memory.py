@@ -73,3 +73,13 @@ class SharedBlock:
 
 def _padded(nbytes):
     return -(-nbytes // ALIGNMENT) * ALIGNMENT
+
+
+def drain(queue_):
+    """What ``queue_`` (a block's episodes or failures) holds now, without waiting."""
+    items = []
+    while True:
+        try:
+            items.append(queue_.get_nowait())
+        except queue.Empty:
+            return items

@@ -89,6 +89,7 @@ class WorkerProcesses:
     def __init__(self, shared, groups, actor_learner_thread, max_segment_steps):
         context = multiprocessing.get_context("spawn")
         self.groups = groups
+        self._ready = shared.block.arrays["processes_ready"]
         self.processes = [
             context.Process(
                 target=_worker,
@@ -104,15 +105,14 @@ class WorkerProcesses:
         for process in self.processes:
             process.start()
 
-    def wait_until_ready(self, block):
+    def wait_until_ready(self):
         """Wait until every process has built and compiled what its threads need, or one has ended.
 
         The run's actor-learners then start together: without the wait this
         process's threads would train alone for the seconds the others take
         to start (on Catch, whole runs).
         """
-        ready = block.arrays["processes_ready"]
-        while ready[0] < len(self.processes) and all(process.exitcode is None for process in self.processes):
+        while self._ready[0] < len(self.processes) and all(process.exitcode is None for process in self.processes):
             time.sleep(READY_POLL_SECONDS)
 
     def alive(self):
@@ -127,13 +127,14 @@ class WorkerProcesses:
     def deaths(self):
         """One line for each process that has ended with a non-zero status."""
         return [
-            f"{_name(number, group)} {_how_it_ended(process.exitcode)}"
+            f"{process_name(number, group)} {_how_it_ended(process.exitcode)}"
             for number, (process, group) in enumerate(zip(self.processes, self.groups), start=1)
             if process.exitcode not in (None, 0)
         ]
 
 
-def _name(number, group):
+def process_name(number, group):
+    """How the logs name worker process ``number``, running the threads ``group``."""
     threads = f"thread {group[0]}" if len(group) == 1 else f"threads {group[0]}-{group[-1]}"
     return f"actor-learner process {number} ({threads})"
 
@@ -154,7 +155,7 @@ def _worker(args, num_actions, model, block, number, group, actor_learner_thread
         learners = [ActorLearner(index, shared, max_segment_steps) for index in group]
         learners[0].warm_up()
     except BaseException:  # noqa: BLE001  the driver reports it and stops the run
-        block.failures.put((_name(number, group), traceback.format_exc()))
+        block.failures.put((process_name(number, group), traceback.format_exc()))
         block.stop_event.set()
         raise SystemExit(1) from None
     with block.lock:

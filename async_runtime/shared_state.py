@@ -72,6 +72,11 @@ class TargetNetwork:
                 return result
 
     @property
+    def version(self):
+        """How many syncs have been published: it changes at each."""
+        return int(self._versions[1])
+
+    @property
     def arrays(self):
         """A copy of theta-minus now, as arrays."""
         return self.read(Weights.copy)
@@ -85,7 +90,7 @@ class SharedState:
     on its own variables, which just seed theta.
 
     With ``block`` None, a new state: a new block (shared across processes
-    if --num_processes is above 1), theta as the network initialised it.
+    if --num_processes is above 1, without --ray_address), theta as the network initialised it.
     With a block, a state on that block as its creator left it: how other
     processes join a run.
     """
@@ -98,7 +103,8 @@ class SharedState:
         initial_theta = [variable.numpy() for variable in self.network.trainable_variables]
         created = block is None
         if created:
-            block = SharedBlock(layout(initial_theta, model, args.num_actor_threads), args.num_processes > 1)
+            other_processes_map_it = args.num_processes > 1 and not args.ray_address  # Ray's replicas do not
+            block = SharedBlock(layout(initial_theta, model, args.num_actor_threads), other_processes_map_it)
         self.block = block
         self.theta = Weights(block.group("theta"))
         self.optimizer = SharedRMSProp(self.theta.arrays, block.group("mean_squares"), args.decay_rate_RMSProp, args.epsilon_RMSProp)

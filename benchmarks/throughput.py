@@ -20,10 +20,12 @@ writes the same as JSON with the CPU count and package versions:
 
     python benchmarks/throughput.py                 # 1, 2, 4, 8, 16 threads; real runs on 1 and 2 processes
     python benchmarks/throughput.py --quick         # 2 threads, 3 windows of 2 s; real runs on 1 and 2
+    python benchmarks/throughput.py --ray ...       # and the runs of 2 or more processes again, on Ray
 """
 
 import argparse
 import concurrent.futures
+import contextlib
 import importlib.metadata
 import json
 import multiprocessing
@@ -122,14 +124,20 @@ RATE_LINE = re.compile(r"^T [\d,]+/[\d,]+ \| ([\d,]+) frames/s")
 REAL_RUN_WARM_UP_WINDOWS = 3  # summary intervals left out: start-up, the worker processes' compilation
 
 
-def real_run(common, threads, processes, timing):
-    """async_q_nstep.py as a user runs it: the median of the rates it prints, and the CPU cores it kept busy."""
+def real_run(common, threads, processes, timing, ray_address=None):
+    """async_q_nstep.py as a user runs it: the median of the rates it prints, and the CPU cores it kept busy.
+
+    With ``ray_address``, the processes beyond the first are Ray actors; their
+    CPU time counts too (Ray's own daemons' does not).
+    """
     with tempfile.TemporaryDirectory() as scratch:
         command = [
             sys.executable, str(ROOT / "async_q_nstep.py"), *common, "--num_actor_threads", str(threads),
             "--num_processes", str(processes), "--T_max", str(10**10), "--summary_interval", str(timing["window_seconds"]),
             "--summary_dir", scratch, "--checkpoint_dir", scratch, "--experiment", "throughput",
         ]
+        if ray_address:
+            command += ["--ray_address", ray_address]
         run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
         rates, cpu_start = [], None
         for line in run.stdout:
@@ -150,16 +158,32 @@ def real_run(common, threads, processes, timing):
 
 
 def cpu_seconds(pid):
-    """User and system CPU time of process ``pid`` and its children so far (Linux's /proc)."""
+    """User and system CPU time so far of process ``pid``, its children and Ray's replica actors (Linux's /proc)."""
     total = 0.0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
+            replica = (stat.parent / "cmdline").read_bytes().startswith(b"ray::Replica")
         except OSError:
             continue  # ended meanwhile
-        if stat.parent.name == str(pid) or int(fields[1]) == pid:
+        if stat.parent.name == str(pid) or int(fields[1]) == pid or replica:
             total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return total
+
+
+@contextlib.contextmanager
+def local_ray_cluster():
+    """A one-node Ray cluster on this machine, as `ray start --head` makes one; its address."""
+    ray_command = str(Path(sys.executable).parent / "ray")
+    started = subprocess.run(
+        [ray_command, "start", "--head", "--port", "0", "--include-dashboard", "false", "--disable-usage-stats"],
+        capture_output=True, text=True, check=True,
+    )
+    address = re.search(r"--address='([^']+)'", started.stdout)[1]
+    try:
+        yield address
+    finally:
+        subprocess.run([ray_command, "stop", "--force"], capture_output=True, check=False)
 
 
 def versions():
@@ -183,6 +207,9 @@ def main(argv=None):
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2], help="process counts of the real runs")
     parser.add_argument("--real_threads", type=int, nargs="+", default=[2, 4],
                         help="thread counts of the real runs (over all processes), beside one thread per process")
+    parser.add_argument("--ray", action="store_true",
+                        help="also each real run of 2 or more processes with --ray_address, on a one-node Ray "
+                        "cluster on this machine: the cost of the Ray path against shared memory")
     parser.add_argument("--quick", action="store_true", help="2 threads, 3 windows of 2 s: about two minutes")
     parser.add_argument("--output", default="benchmarks/throughput.json")
     options = parser.parse_args(argv)
@@ -212,6 +239,16 @@ def main(argv=None):
                                   "cores_busy": cores})
                 print(f"real run, {threads} threads in {processes} processes: {rate:,.0f} frames/s, "
                       f"{cores:.2f} cores busy", file=sys.stderr, flush=True)
+    if options.ray:
+        with local_ray_cluster() as address:
+            for processes in (count for count in options.processes if count > 1):
+                for threads in sorted({processes, *options.real_threads}):
+                    if threads >= processes:
+                        rate, cores = real_run(common, threads, processes, timing, ray_address=address)
+                        real_runs.append({"processes": processes, "threads": threads, "ray": True,
+                                          "frames_per_second": rate, "cores_busy": cores})
+                        print(f"real run on Ray, {threads} threads in {processes} processes: {rate:,.0f} "
+                              f"frames/s, {cores:.2f} cores busy", file=sys.stderr, flush=True)
 
     print(f"\n{options.game}, env backend {options.env_backend}, {os.cpu_count()} CPUs; "
           f"emulator frames per second, median of {options.windows} windows of {options.window_seconds:g} s\n")
@@ -222,11 +259,13 @@ def main(argv=None):
         print(f"| {row['threads']} | {row['envs_only']:,.0f} | {cells} |")
     best_threaded = max(run["frames_per_second"] for run in real_runs if run["processes"] == 1)
     print("\nReal runs of async_q_nstep.py (the rate it prints), against its best run in one process:\n")
-    print("| processes | threads | frames/s | per process | / best in one process | cores busy | frames per CPU-second |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print("| processes | threads | memory | frames/s | per process | / best in one process | cores busy | "
+          "frames per CPU-second |")
+    print("|---:|---:|---|---:|---:|---:|---:|---:|")
     for run in real_runs:
         rate = run["frames_per_second"]
-        print(f"| {run['processes']} | {run['threads']} | {rate:,.0f} | {rate / run['processes']:,.0f} | "
+        memory = "Ray replicas" if run.get("ray") else "shared"
+        print(f"| {run['processes']} | {run['threads']} | {memory} | {rate:,.0f} | {rate / run['processes']:,.0f} | "
               f"{rate / best_threaded:.2f} | {run['cores_busy']:.2f} | {rate / run['cores_busy']:,.0f} |")
     report = {
         "game": options.game,

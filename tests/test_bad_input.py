@@ -20,6 +20,9 @@ GAME = ["--game", "Catch-v0"]
         ([*GAME, "--num_processes", "0"], r"--num_processes must be positive, got 0"),
         ([*GAME, "--num_actor_threads", "2", "--num_processes", "3"],
          r"--num_processes 3 needs at least as many --num_actor_threads .*, got 2"),
+        ([*GAME, "--ray_address", "auto"], r"--ray_address needs --num_processes 2 or more"),
+        ([*GAME, "--num_actor_threads", "2", "--num_processes", "2", "--ray_sync_interval", "0"],
+         r"--ray_sync_interval must be positive, got 0"),
         ([*GAME, "--T_max", "-5"], r"--T_max must be positive, got -5"),
         ([*GAME, "--num_steps_Q", "0"], r"--num_steps_Q must be positive"),
         ([*GAME, "--learning_rate", "0"], r"--learning_rate must be in \(0, 1\]"),
@@ -66,6 +69,12 @@ def test_unwritable_directory(tmp_path):
         "async_q_nstep.py", *GAME, "--summary_dir", blocked, "--checkpoint_dir", tmp_path, check=False
     )
     assert_one_line_error(completed, r"cannot write to .*file/async_q_nstep")
+
+
+def test_a_ray_address_with_no_cluster_there(run_dirs):
+    completed = run_script("async_q_nstep.py", *GAME, "--num_actor_threads", "2", "--num_processes", "2",
+                           "--ray_address", "127.0.0.1:9", *run_dirs, check=False, timeout=180)
+    assert_one_line_error(completed, r"--ray_address 127.0.0.1:9: cannot join a Ray cluster there")
 
 
 def test_testing_without_a_checkpoint(run_dirs):

@@ -1,0 +1,121 @@
+"""--ray_address: the processes beyond the first as Ray actors, on replicas of theta exchanged with the run.
+
+The exchange's arithmetic on a replica in this process; then the real
+script on Catch-v0 on a Ray cluster of two nodes on this machine
+(ray.cluster_utils.Cluster), as a user runs it on a rack: the replica
+trains on the other node, its steps add to T, its games reach TensorBoard,
+a checkpoint resumes, SIGTERM stops and saves, and a node lost mid-run
+stops the run with a line that names it, saved.
+"""
+
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+ray = pytest.importorskip("ray", reason="Ray is in requirements-ray.txt, which requirements-dev.txt includes")
+from ray.cluster_utils import Cluster  # noqa: E402
+
+import async_q_nstep  # noqa: E402
+from async_runtime.cluster import Replica  # noqa: E402
+from async_runtime.shared_state import SharedState  # noqa: E402
+from conftest import checkpoint_T, run_script, start_script, wait_for_line  # noqa: E402
+from test_processes import scalars  # noqa: E402
+
+CATCH_STEPS = 9  # every Catch game: the ball falls through ROWS - 1 rows
+
+
+def test_an_exchange_keeps_the_replicas_updates_and_brings_everyone_elses():
+    args = async_q_nstep.parse_args(
+        ["--game", "Catch-v0", "--num_actor_threads", "2", "--num_processes", "2", "--ray_address", "auto"]
+    )
+    theta = SharedState(args, num_actions=3).theta.copy()
+    start = {"theta": theta, "mean_squares": [np.zeros_like(a) for a in theta], "theta_minus": theta, "T": 1000}
+    replica = Replica(args, 3, async_q_nstep.model(args), [1], async_q_nstep.actor_learner_thread, 5, start)
+    own, others = 0.25, 0.5  # what the replica's threads add, and what the rest of the run adds, meanwhile
+
+    for array in replica.shared.theta.arrays:
+        array += own
+    replica.shared.T.add(40)
+    report = replica.exchange([value + others for value in theta], 1000 + 60, None)
+    for change, value, mine in zip(report.theta_change, theta, replica.shared.theta.arrays):
+        np.testing.assert_allclose(change, own, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(mine, value + own + others, rtol=0, atol=1e-5)
+    assert report.steps == 40 and replica.shared.T.value == 1000 + 60 + 40
+
+    # The run has added the change: the next exchange reports only what is new, and takes theta-minus.
+    replica.shared.T.add(10)
+    theta_minus = [value + 7 for value in theta]
+    report = replica.exchange([value + others + own for value in theta], 1000 + 60 + 40 + 30, theta_minus)
+    assert all(np.abs(change).max() < 1e-6 for change in report.theta_change)
+    assert report.steps == 10 and replica.shared.T.value == 1000 + 60 + 40 + 30 + 10
+    np.testing.assert_allclose(replica.shared.target.arrays[0], theta_minus[0])
+
+
+# -- a cluster of two nodes on this machine ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A head node with no CPUs for actors, so the replica goes to the other node: two machines' worth."""
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    yield cluster
+    cluster.shutdown()
+
+
+def flags_on(cluster, *extra):
+    return ["--game", "Catch-v0", "--num_actor_threads", "2", "--num_processes", "2", "--summary_interval", "1",
+            "--ray_address", cluster.address, "--ray_sync_interval", "0.5", *extra]
+
+
+def worker_node(cluster):
+    (node,) = cluster.worker_nodes
+    return node
+
+
+def test_a_run_on_two_nodes_counts_both_in_T_resumes_and_stops_on_sigterm(cluster, tmp_path, run_dirs):
+    flags = flags_on(cluster, "--experiment", "rack", "--anneal_epsilon_timesteps", "500", *run_dirs)
+    checkpoints = tmp_path / "checkpoints" / "rack"
+
+    first = run_script("async_q_nstep.py", *flags, "--T_max", "3000", timeout=300)
+    assert "2 actor-learner threads in 2 processes, 1 on the Ray cluster" in first.stdout
+    assert f"actor-learner process 1 (thread 1): Ray node {worker_node(cluster).node_id}" in first.stdout
+    first_T = checkpoint_T(tf.train.latest_checkpoint(str(checkpoints)))
+    # Every game of both threads is logged, each 9 steps: their steps make T, counted once each.
+    played = sum(length for _, length in scalars(tmp_path / "summaries" / "rack", "episode/length"))
+    assert first_T >= 3000
+    assert first_T - 2 * CATCH_STEPS <= played <= first_T
+    finals = {round(value, 6) for T, value in scalars(tmp_path / "summaries" / "rack", "episode/epsilon") if T > 600}
+    assert len(finals) == 2, finals  # each thread draws its own final epsilon: both threads' games arrived
+
+    second = start_script("async_q_nstep.py", *flags, "--T_max", "100000000")
+    lines = wait_for_line(second, r"^T [\d,]+/.*score -?\d", timeout=240)
+    assert f"resuming rack from {checkpoints}" in "".join(lines) and f"at T = {first_T:,}" in "".join(lines)
+    second.send_signal(signal.SIGTERM)
+    stdout, stderr = second.communicate(timeout=90)
+    assert second.returncode == 128 + signal.SIGTERM, stderr
+    assert "Traceback" not in stderr and "error" not in stderr, stderr
+    assert checkpoint_T(tf.train.latest_checkpoint(str(checkpoints))) > first_T
+
+
+def test_a_lost_node_stops_the_run_with_a_line_naming_it_and_saves(cluster, tmp_path, run_dirs):
+    node = worker_node(cluster)
+    process = start_script("async_q_nstep.py", *flags_on(cluster, "--experiment", "lost", *run_dirs),
+                           "--T_max", "100000000")
+    try:
+        wait_for_line(process, r"^T [\d,]+/.*score -?\d", timeout=240)
+        cluster.remove_node(node, allow_graceful=False)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+        cluster.add_node(num_cpus=1)  # for any test after this one
+    assert process.returncode == 1, stderr
+    assert f"error: actor-learner process 1 (thread 1) on Ray node {node.node_id} died" in stderr, stderr
+    assert "Traceback" not in stderr, stderr
+    saved = tf.train.latest_checkpoint(str(tmp_path / "checkpoints" / "lost"))
+    assert saved is not None and f"saved checkpoint {saved}" in stdout
+    assert Path(saved + ".keras").exists()
