@@ -163,7 +163,8 @@ def cpu_seconds(pid):
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
-            replica = (stat.parent / "cmdline").read_bytes().startswith(b"ray::Replica")
+            command = (stat.parent / "cmdline").read_bytes()
+            replica = command.startswith(b"ray::") and b"Replica" in command  # Ray names the process after its actor
         except OSError:
             continue  # ended meanwhile
         if stat.parent.name == str(pid) or int(fields[1]) == pid or replica:
