@@ -15,14 +15,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-ray = pytest.importorskip("ray", reason="Ray is in requirements-ray.txt, which requirements-dev.txt includes")
-from ray.cluster_utils import Cluster  # noqa: E402
+from ray.cluster_utils import Cluster  # requirements-dev.txt includes requirements-ray.txt: never skipped
 
-import async_q_nstep  # noqa: E402
-from async_runtime.cluster import Replica  # noqa: E402
-from async_runtime.shared_state import SharedState  # noqa: E402
-from conftest import checkpoint_T, run_script, start_script, wait_for_line  # noqa: E402
-from test_processes import scalars  # noqa: E402
+import async_q_nstep
+from async_runtime.cluster import Replica
+from async_runtime.shared_state import SharedState
+from conftest import checkpoint_T, run_script, start_script, wait_for_line
+from test_processes import scalars
 
 CATCH_STEPS = 9  # every Catch game: the ball falls through ROWS - 1 rows
 
