@@ -9,16 +9,19 @@ stops the run with a line that names it, saved.
 """
 
 import signal
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from ray.cluster_utils import Cluster  # requirements-dev.txt includes requirements-ray.txt: never skipped
+import ray  # requirements-dev.txt includes requirements-ray.txt: never skipped
+from ray.cluster_utils import Cluster
 
 import async_q_nstep
-from async_runtime.cluster import Replica
+from async_runtime.cluster import RayActorLearners, Replica, connect
+from async_runtime.memory import drain
 from async_runtime.shared_state import SharedState
 from conftest import checkpoint_T, run_script, start_script, wait_for_line
 from test_processes import scalars
@@ -118,3 +121,27 @@ def test_a_lost_node_stops_the_run_with_a_line_naming_it_and_saves(cluster, tmp_
     saved = tf.train.latest_checkpoint(str(tmp_path / "checkpoints" / "lost"))
     assert saved is not None and f"saved checkpoint {saved}" in stdout
     assert Path(saved + ".keras").exists()
+
+
+def test_a_replicas_learning_reaches_the_runs_theta_and_T(cluster):
+    """No thread trains in this process: whatever theta and T gain came through the exchanges."""
+    args = async_q_nstep.parse_args(["--game", "Catch-v0", "--num_actor_threads", "2", "--num_processes", "2",
+                                     "--ray_address", cluster.address, "--ray_sync_interval", "0.2"])
+    shared = SharedState(args, num_actions=3)
+    before = shared.theta.copy()
+    connect(cluster.address)
+    try:
+        replicas = RayActorLearners(shared, [[1]], async_q_nstep.actor_learner_thread, 5)
+        replicas.start()
+        replicas.wait_until_ready()
+        deadline = time.monotonic() + 120
+        while shared.T.value < 2000 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        shared.stop_event.set()
+        replicas.join(timeout=90)
+    finally:
+        ray.shutdown()
+    assert not replicas.alive() and replicas.deaths() == []
+    assert shared.T.value >= 2000
+    assert any(np.abs(now - then).max() > 0 for now, then in zip(shared.theta.arrays, before))
+    assert drain(shared.episodes), "the replica's games reach the run"
