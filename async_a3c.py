@@ -19,7 +19,10 @@ The paper leaves two settings open; taken from OpenAI's universe-starter-agent
 (a3c.py), whose loss is summed over a segment as ours is: the value loss
 weighs 0.25 (0.5 times its 1/2 (R - V)^2), and gradients are clipped to a
 global norm of 40. The entropy weight 0.01 is the paper's; the learning rate
-7e-4 is OpenAI Baselines' A2C default, inside the paper's 1e-4 to 1e-2.
+7e-4 is OpenAI Baselines' A2C default, inside the paper's 1e-4 to 1e-2, and
+so is RMSProp's epsilon, 1e-5 (TensorFlow's RMSProp adds it under the square
+root, as ours does). The Q learners' 0.1 would swamp the policy head's small
+mean squared gradients: with it A3C barely learned Breakout in an hour (README).
 
 A state is terminal at game over and, with --episodic_life (the default), at
 a lost life, after which the game goes on; a time-limit cut bootstraps.
@@ -45,7 +48,7 @@ def parse_args(argv=None):
     parser.add_argument(
         "--value_loss_weight", type=float, default=0.25, help="weight of the value loss (R - V(s))^2"
     )
-    parser.set_defaults(learning_rate=7e-4, clip_norm=40.0)
+    parser.set_defaults(learning_rate=7e-4, clip_norm=40.0, epsilon_RMSProp=1e-5)
     return flags.parse_args(parser, argv)
 
 
