@@ -145,9 +145,11 @@ def copy_complete_checkpoints(checkpoint_dir, kept):
         prefix = os.path.join(checkpoint_dir, os.path.basename(prefix))
         if os.path.exists(os.path.join(kept, os.path.basename(prefix) + ".index")):
             continue
-        for path in glob.glob(prefix + ".*"):  # .index last: a kept .index means the files are all there
-            if not path.endswith(".index"):
-                shutil.copy2(path, kept)
+        # Only the checkpoint proper, which the manager wrote whole before listing it: the runtime
+        # writes its .keras export afterwards, through a temporary file that is renamed away.
+        # .index last: a kept .index means the files are all there.
+        for path in glob.glob(prefix + ".data-*"):
+            shutil.copy2(path, kept)
         shutil.copy2(prefix + ".index", kept)
 
 

@@ -27,6 +27,21 @@ def test_every_complete_checkpoint_is_kept_though_the_manager_keeps_five(tmp_pat
     assert [tf.train.load_variable(path, "v/.ATTRIBUTES/VARIABLE_VALUE") for path in paths] == list(range(1, 9))
 
 
+def test_only_the_checkpoint_proper_is_copied_not_an_export_being_written(tmp_path):
+    """The runtime writes ``ckpt-N.partial.keras`` after listing ckpt-N and renames it away: a copy
+    that globbed it could find it gone (CI failed so once)."""
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(v=tf.Variable(1.0)), tmp_path / "run", max_to_keep=5)
+    manager.save(checkpoint_number=1)
+    (tmp_path / "run" / "ckpt-1.partial.keras").write_bytes(b"half written")
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    learning.copy_complete_checkpoints(str(tmp_path / "run"), str(kept))
+    assert sorted(file.name for file in kept.iterdir()) == sorted(
+        file.name for file in (tmp_path / "run").glob("ckpt-1.*") if "keras" not in file.name
+    )
+    assert tf.train.load_variable(str(kept / "ckpt-1"), "v/.ATTRIBUTES/VARIABLE_VALUE") == 1.0
+
+
 def test_learning_benchmark_trains_tests_each_checkpoint_and_reports(tmp_path):
     output = tmp_path / "run"
     completed = run_script(
