@@ -1,28 +1,41 @@
-# Two commands for a fresh machine: `make train` and `make test`.
-# Each creates the virtual environment .venv on first use and reuses it after.
+# A fresh machine needs only make and Python 3.11+: `make train`, `make test`.
+# Each creates the virtual environment .venv on first use and reuses it after;
+# every install takes the exact versions in constraints.txt (`make lock` writes it).
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
+PIP_INSTALL := $(PYTHON) -m pip install --quiet -c constraints.txt
 GAME ?= SpaceInvadersNoFrameskip-v4
 ARGS ?=
 
-.PHONY: train test clean
+.PHONY: train test test-all lock clean
 
-$(VENV)/installed: requirements.txt
+$(VENV)/installed: requirements.txt constraints.txt
 	python3 -m venv $(VENV)
-	$(PYTHON) -m pip install --quiet --upgrade pip
-	$(PYTHON) -m pip install --quiet -r requirements.txt
+	$(PIP_INSTALL) --upgrade pip
+	$(PIP_INSTALL) -r requirements.txt
 	touch $@
 
-# The tests also need pytest and Ray (for --ray_address's tests); training does not.
-$(VENV)/installed-dev: $(VENV)/installed requirements-dev.txt requirements-ray.txt
-	$(PYTHON) -m pip install --quiet -r requirements-dev.txt
+# The tests also need pytest and Ray (for --ray_address's tests), and uv for `make lock`; training does not.
+$(VENV)/installed-dev: $(VENV)/installed requirements-dev.txt requirements-ray.txt constraints.txt
+	$(PIP_INSTALL) -r requirements-dev.txt
 	touch $@
 
 train: $(VENV)/installed
 	$(PYTHON) async_q_nstep.py --game $(GAME) $(ARGS)
 
+# The fast tier: every test not marked slow (pytest.ini says what slow means).
 test: $(VENV)/installed-dev
+	$(PYTHON) -m pytest -m "not slow"
+
+# The whole suite, learning and cluster tests included: what CI runs.
+test-all: $(VENV)/installed-dev
 	$(PYTHON) -m pytest
+
+# Newest releases within the requirements files' ranges, pinned for every platform and Python 3.11+.
+# Then `make test-all`: it reinstalls from the new pins before it tests.
+lock: $(VENV)/installed-dev
+	$(VENV)/bin/uv pip compile requirements-dev.txt --universal --python-version 3.11 --upgrade --quiet \
+		--custom-compile-command "make lock" --output-file constraints.txt
 
 clean:
 	rm -rf $(VENV)
