@@ -79,6 +79,7 @@ def worker_node(cluster):
     return node
 
 
+@pytest.mark.slow  # a Ray cluster of two nodes on this machine
 def test_a_run_on_two_nodes_counts_both_in_T_resumes_and_stops_on_sigterm(cluster, tmp_path, run_dirs):
     flags = flags_on(cluster, "--experiment", "rack", "--anneal_epsilon_timesteps", "500", *run_dirs)
     checkpoints = tmp_path / "checkpoints" / "rack"
@@ -104,6 +105,7 @@ def test_a_run_on_two_nodes_counts_both_in_T_resumes_and_stops_on_sigterm(cluste
     assert checkpoint_T(tf.train.latest_checkpoint(str(checkpoints))) > first_T
 
 
+@pytest.mark.slow  # a Ray cluster of two nodes on this machine
 def test_a_lost_node_stops_the_run_with_a_line_naming_it_and_saves(cluster, tmp_path, run_dirs):
     node = worker_node(cluster)
     process = start_script("async_q_nstep.py", *flags_on(cluster, "--experiment", "lost", *run_dirs),
@@ -123,6 +125,7 @@ def test_a_lost_node_stops_the_run_with_a_line_naming_it_and_saves(cluster, tmp_
     assert Path(saved + ".keras").exists()
 
 
+@pytest.mark.slow  # a Ray cluster of two nodes on this machine
 def test_a_replicas_learning_reaches_the_runs_theta_and_T(cluster):
     """No thread trains in this process: whatever theta and T gain came through the exchanges."""
     args = async_q_nstep.parse_args(["--game", "Catch-v0", "--num_actor_threads", "2", "--num_processes", "2",

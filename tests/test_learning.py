@@ -15,6 +15,8 @@ from async_runtime import driver
 from conftest import run_script
 from plot_curves import load_scores
 
+pytestmark = pytest.mark.slow  # each test trains to a pass mark: a minute or two
+
 PASS_MARK = 0.8 * catch.BEST_SCORE
 
 # Settings that differ from the defaults, each to fit a 9-step game into a short test:

@@ -101,6 +101,7 @@ def scalars(directory, tag):
     return found
 
 
+@pytest.mark.slow  # three runs, up to two processes each
 def test_a_run_over_two_processes_resumes_with_one_and_back(tmp_path, run_dirs):
     """Each thread's own final epsilon shows in the one event stream: the worker's games reach it."""
     choices = ["0.1", "0.5"]
@@ -176,7 +177,10 @@ def wait_until(condition, timeout):
     return True
 
 
-@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 0), (signal.SIGTERM, 128 + signal.SIGTERM)])
+@pytest.mark.parametrize(
+    "signum, status",
+    [pytest.param(signal.SIGINT, 0, marks=pytest.mark.slow), (signal.SIGTERM, 128 + signal.SIGTERM)],
+)
 def test_ctrl_c_and_sigterm_stop_every_process_and_save(signum, status, tmp_path, run_dirs):
     process = start_in_own_group(*ENDLESS, "--experiment", "stop", *run_dirs)
     wait_for_line(process, r"^T [\d,]+/.*score -?\d")
@@ -195,6 +199,7 @@ def test_ctrl_c_and_sigterm_stop_every_process_and_save(signum, status, tmp_path
     assert not any(running(pid) for pid in workers)
 
 
+@pytest.mark.slow  # two processes, each importing TensorFlow; `make test` keeps SIGTERM's case
 def test_kill_9_of_the_main_process_leaves_no_worker_and_nothing_in_dev_shm(run_dirs):
     before = set(os.listdir("/dev/shm"))
     process = start_in_own_group(*ENDLESS, "--experiment", "killed", *run_dirs)
@@ -207,6 +212,7 @@ def test_kill_9_of_the_main_process_leaves_no_worker_and_nothing_in_dev_shm(run_
     assert wait_until(lambda: set(os.listdir("/dev/shm")) <= before, timeout=10), set(os.listdir("/dev/shm")) - before
 
 
+@pytest.mark.slow  # two processes, each importing TensorFlow; `make test` keeps SIGTERM's case
 def test_a_killed_worker_process_stops_the_run_and_the_networks_are_saved(tmp_path, run_dirs):
     process = start_in_own_group(*ENDLESS, "--experiment", "worker_killed", *run_dirs)
     wait_for_line(process, r"^T [\d,]+/")
@@ -240,6 +246,7 @@ FAULTY_IN_WORKERS = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # two processes, each importing TensorFlow; `make test` keeps SIGTERM's case
 def test_a_failing_thread_in_a_worker_process_stops_the_run_with_its_traceback(tmp_path, run_dirs):
     (tmp_path / "sitecustomize.py").write_text(FAULTY_IN_WORKERS)
     completed = run_script(

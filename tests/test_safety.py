@@ -23,6 +23,7 @@ from conftest import ROOT, checkpoint_T, event_tags, run_script, script_env, sta
 CATCH = ["--game", "Catch-v0", "--num_actor_threads", "2", "--T_max", "100000000", "--summary_interval", "1"]
 
 
+@pytest.mark.slow  # kills and resumes a run again and again
 def test_kill_9_at_random_moments_resumes_from_the_latest_checkpoint(tmp_path, run_dirs):
     """Checkpoints every 0.2 s, so some kills land during a write; each restart goes on from the last one."""
     checkpoints = tmp_path / "checkpoints" / "crash"
@@ -158,7 +159,7 @@ def poisoned_learner(learner, shared, args):
     async_q_nstep.actor_learner_thread(learner, shared, args)
 
 
-@pytest.mark.parametrize("processes", ["1", "2"])
+@pytest.mark.parametrize("processes", ["1", pytest.param("2", marks=pytest.mark.slow)])
 def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(processes, tmp_path, capsys):
     args = async_q_nstep.parse_args(
         ["--game", "Catch-v0", "--num_actor_threads", "2", "--num_processes", processes, "--T_max", "100000000",
