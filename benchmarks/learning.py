@@ -18,6 +18,12 @@
    minutes of training, the training mean score of the last 100 games, the
    test mean ± std) and ``OUTPUT/learning.png`` (both against minutes).
 
+With ``--results results``, the JSON and PNG are also copied to
+``results/<game>/<learner>_seed<N>.json`` and ``.png`` (learner: the script's
+name without ``async_``), where ``python benchmarks/report.py`` reads them.
+The JSON records the command, the code's commit, the package versions and
+the machine (benchmarks/provenance.py).
+
 ``--evaluate_only`` redoes steps 2 and 3 on an OUTPUT that has a run.
 The minutes are the measurement: run nothing else heavy beside it.
 """
@@ -42,6 +48,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 import atari_wrapper  # noqa: E402
 from plot_curves import load_scores  # noqa: E402
+from provenance import provenance  # noqa: E402
 
 EXPERIMENT = "learning"
 TRAINING_MEAN_GAMES = 100
@@ -58,9 +65,13 @@ def main(argv=None):
     parser.add_argument("--final_eval_episodes", type=int, default=30, help="test episodes of the last checkpoint")
     parser.add_argument("--evaluate_only", action="store_true", help="test and report an existing run in OUTPUT")
     parser.add_argument(
+        "--results", metavar="DIR", help="also copy the JSON and PNG to DIR/<game>/<learner>_seed<N>.json and .png"
+    )
+    parser.add_argument(
         "script", help="a learner script: async_q_nstep.py, async_q_1step.py, async_sarsa_1step.py or async_a3c.py"
     )
     parser.add_argument("flags", nargs=argparse.REMAINDER, help="the script's flags: the recipe")
+    argv = sys.argv[1:] if argv is None else argv
     options = parser.parse_args(argv)
     for name in ("minutes", "checkpoint_minutes", "eval_episodes", "final_eval_episodes"):
         if not getattr(options, name) > 0:
@@ -79,10 +90,15 @@ def main(argv=None):
         "--checkpoint_dir", os.path.join(options.output, "checkpoints"),
     ]
     kept = os.path.join(options.output, "kept")
+    published = options.results and published_paths(options.results, args.game, options.script, args.seed)
+    if published and not options.evaluate_only and any(os.path.exists(path) for path in published):
+        parser.error(f"{published[0]} exists: a result is not overwritten (remove it to run again)")
     if not options.evaluate_only:
         if os.path.isdir(options.output) and os.listdir(options.output):
             parser.error(f"{options.output} already holds files: pick another --output, or pass --evaluate_only")
         os.makedirs(kept)
+        with open(os.path.join(options.output, "provenance.json"), "w") as file:
+            json.dump(provenance(["benchmarks/learning.py", *argv]), file, indent=2)
         train(script, [*run_flags, "--checkpoint_interval", str(options.checkpoint_minutes * 60)], options, kept)
     checkpoints = sorted(kept_checkpoints(kept), key=checkpoint_number)
     if not checkpoints:
@@ -102,12 +118,27 @@ def main(argv=None):
     with open(os.path.join(options.output, "learning.json"), "w") as file:
         json.dump(report, file, indent=2)
     plot(report, os.path.join(options.output, "learning.png"))
+    if published:
+        os.makedirs(os.path.dirname(published[0]), exist_ok=True)
+        shutil.copyfile(os.path.join(options.output, "learning.json"), published[0])
+        shutil.copyfile(os.path.join(options.output, "learning.png"), published[1])
+        print(f"results: {published[0]}")
     for row in report["checkpoints"]:
         print(
             f"{row['minutes']:5.1f} min  T {row['T']:>10,}  frames {row['frames']:>11,}  "
             f"training {format_score(row['training_mean'])}  test {row['test_mean']:6.2f} ± {row['test_std']:.2f} "
             f"(median {row['test_median']:g}, {row['test_episodes']} episodes)"
         )
+
+
+def learner_name(script):
+    """async_q_nstep.py -> q_nstep: how results/ and the tables name a learner."""
+    return os.path.splitext(os.path.basename(script))[0].removeprefix("async_")
+
+
+def published_paths(results, game, script, seed):
+    stem = os.path.join(results, game, f"{learner_name(script)}_seed{seed}")
+    return f"{stem}.json", f"{stem}.png"
 
 
 def format_score(score):
@@ -191,10 +222,16 @@ def summarise(options, args, checkpoints):
     running = np.convolve(scores, np.ones(TRAINING_MEAN_GAMES), "full")[: len(scores)]
     running /= np.minimum(np.arange(1, len(scores) + 1), TRAINING_MEAN_GAMES)
     shown = np.unique(np.linspace(0, len(scores) - 1, CURVE_POINTS).astype(int))  # a light JSON
+    provenance_path = os.path.join(options.output, "provenance.json")
+    made_by = read_json(provenance_path) if os.path.exists(provenance_path) else {"command": None, "commit": None}
     return {
         "game": args.game,
         "script": options.script,
+        "learner": learner_name(options.script),
+        "seed": args.seed,
         "recipe": " ".join(flag for flag in options.flags if flag != "--"),
+        "minutes_budget": options.minutes,
+        **made_by,
         "checkpoints": rows,
         "training_curve": {
             "minutes": np.round(seconds[shown] / 60, 2).tolist(),

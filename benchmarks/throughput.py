@@ -26,11 +26,9 @@ writes the same as JSON with the CPU count and package versions:
 import argparse
 import concurrent.futures
 import contextlib
-import importlib.metadata
 import json
 import multiprocessing
 import os
-import platform
 import re
 import signal
 import statistics
@@ -54,6 +52,7 @@ from async_runtime.actor_learner import ActorLearner, make_training_env, num_act
 from async_runtime.processes import configure_threads  # noqa: E402
 from async_runtime.shared_state import SharedState  # noqa: E402
 import atari_wrapper  # noqa: E402
+from provenance import provenance  # noqa: E402
 
 
 LEARNERS = {"n_step": async_q_nstep, "one_step": async_q_1step, "sarsa": async_sarsa_1step, "a3c": async_a3c}
@@ -187,17 +186,6 @@ def local_ray_cluster():
         subprocess.run([ray_command, "stop", "--force"], capture_output=True, check=False)
 
 
-def versions():
-    names = ["tensorflow", "keras", "ale-py", "gymnasium", "numpy", "opencv-python-headless"]
-    found = {}
-    for name in names:
-        try:
-            found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            found[name] = None
-    return found
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--game", default="BreakoutNoFrameskip-v4")
@@ -272,9 +260,7 @@ def main(argv=None):
         "game": options.game,
         "env_backend": options.env_backend,
         "cpu_count": os.cpu_count(),
-        "machine": platform.machine(),
-        "python": platform.python_version(),
-        "versions": versions(),
+        **provenance(),
         "windows": options.windows,
         "window_seconds": options.window_seconds,
         "rows": rows,

@@ -3,6 +3,7 @@
 import json
 import sys
 
+import pytest
 import tensorflow as tf
 
 from conftest import ROOT, run_script
@@ -42,15 +43,23 @@ def test_only_the_checkpoint_proper_is_copied_not_an_export_being_written(tmp_pa
     assert tf.train.load_variable(str(kept / "ckpt-1"), "v/.ATTRIBUTES/VARIABLE_VALUE") == 1.0
 
 
+@pytest.mark.slow  # trains for 45 s and tests every checkpoint
 def test_learning_benchmark_trains_tests_each_checkpoint_and_reports(tmp_path):
     output = tmp_path / "run"
     completed = run_script(
         "benchmarks/learning.py", "--output", output, "--minutes", "0.75", "--checkpoint_minutes", "0.1",
-        "--eval_episodes", "2", "--final_eval_episodes", "3",
+        "--eval_episodes", "2", "--final_eval_episodes", "3", "--results", tmp_path / "results",
         "--", "async_q_nstep.py", "--game", "Catch-v0", "--num_actor_threads", "1", "--summary_interval", "1",
-        timeout=400,
+        "--seed", "3", timeout=400,
     )
     report = json.loads((output / "learning.json").read_text())
+    published = tmp_path / "results" / "Catch-v0" / "q_nstep_seed3.json"
+    assert json.loads(published.read_text()) == report
+    assert (tmp_path / "results" / "Catch-v0" / "q_nstep_seed3.png").exists()
+    assert report["learner"] == "q_nstep" and report["seed"] == 3 and report["minutes_budget"] == 0.75
+    assert report["command"].startswith("benchmarks/learning.py --output")  # what made it, and on what
+    assert report["commit"] and report["cores"] >= 1
+    assert {"tensorflow", "ale-py", "gymnasium", "numpy"} <= report["versions"].keys()
     rows = report["checkpoints"]
     assert len(rows) >= 2  # a checkpoint every 6 s, and the last one at SIGTERM
     assert len(list((output / "kept").glob("ckpt-*.index"))) == len(rows)
