@@ -22,12 +22,13 @@ global norm of 40. The entropy weight 0.01 is the paper's; the learning rate
 7e-4 (inside the paper's 1e-4 to 1e-2) and RMSProp's epsilon 1e-5 are OpenAI
 Baselines' A2C defaults; TensorFlow's RMSProp adds epsilon under the square
 root, as ours does. The Q learners' 0.1 would swamp the policy head's small
-mean squared gradients: with it A3C barely learned Breakout in an hour (README).
+mean squared gradients: with it A3C barely learned Breakout in an hour
+(docs/learning-history.md).
 
 A state is terminal at game over and, with --episodic_life (the default), at
 a lost life, after which the game goes on; a time-limit cut bootstraps.
 
-    python async_a3c.py --game BreakoutNoFrameskip-v4 --num_actor_threads 4
+    python async_a3c.py --game BreakoutNoFrameskip-v4
     python async_a3c.py --game BreakoutNoFrameskip-v4 --testing
 """
 
@@ -37,7 +38,7 @@ import sys
 from async_q_nstep import n_step_returns
 from async_runtime import driver, flags
 from async_runtime.actor_learner import clip_reward
-from async_runtime.models import Model, actor_critic_loss
+from async_runtime.models import Model, actor_critic_loss, actor_critic_outputs_numpy
 from build_model import build_actor_critic_network
 
 
@@ -68,6 +69,7 @@ def model(args):
         value_tag="episode/mean_value",
         target_network=False,
         explores_epsilon_greedily=False,
+        outputs_numpy=actor_critic_outputs_numpy,
     )
 
 

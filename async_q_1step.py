@@ -17,7 +17,7 @@ seed's default, kept here, is 32.
 A state is terminal at game over and, with --episodic_life (the default), at
 a lost life, after which the game goes on; a time-limit cut bootstraps.
 
-    python async_q_1step.py --game BreakoutNoFrameskip-v4 --num_actor_threads 4
+    python async_q_1step.py --game BreakoutNoFrameskip-v4
     python async_q_1step.py --game BreakoutNoFrameskip-v4 --testing
 """
 

@@ -15,7 +15,7 @@ accumulates sum to one gradient of the summed loss: one batched call is exact.
 A state is terminal at game over and, with --episodic_life (the default), at
 a lost life, after which the game goes on; a time-limit cut bootstraps.
 
-    python async_q_nstep.py --game BreakoutNoFrameskip-v4 --num_actor_threads 4
+    python async_q_nstep.py --game BreakoutNoFrameskip-v4
     python async_q_nstep.py --game BreakoutNoFrameskip-v4 --testing
 """
 

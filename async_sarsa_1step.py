@@ -20,7 +20,7 @@ batched gradient, as in async_q_1step.py, whose flags this script takes.
 A state is terminal at game over and, with --episodic_life (the default), at
 a lost life, after which the game goes on; a time-limit cut bootstraps.
 
-    python async_sarsa_1step.py --game BreakoutNoFrameskip-v4 --num_actor_threads 4
+    python async_sarsa_1step.py --game BreakoutNoFrameskip-v4
     python async_sarsa_1step.py --game BreakoutNoFrameskip-v4 --testing
 """
 

@@ -18,7 +18,7 @@ class SharedRMSProp:
     in place and without locks, as the paper's actor-learners do. The step
     is a compiled loop that releases the GIL; TensorFlow's own update
     kernels lock each variable for the whole update, which kept two threads'
-    updates from overlapping (README, performance).
+    updates from overlapping (docs/performance.md).
     """
 
     def __init__(self, theta, mean_squares, decay, epsilon):
