@@ -147,7 +147,12 @@ def policy_and_value_numpy(weights, state):
 
 
 def _hidden_numpy(weights, state):
-    """The torso's output, a (1, HIDDEN_UNITS) row.
+    """The torso's output, a (1, HIDDEN_UNITS) row."""
+    return torso_activations_numpy(weights, state)[-1]
+
+
+def torso_activations_numpy(weights, state):
+    """Each torso layer's ReLU output on one state: (20, 20, 16), (9, 9, 32), then the (1, HIDDEN_UNITS) row.
 
     Written to hold Python's GIL as little as possible, since the other
     actor-learner threads wait for it: few NumPy calls, products through
@@ -155,6 +160,7 @@ def _hidden_numpy(weights, state):
     uint8 and scaled after the product, whose output is 16 times smaller.
     """
     x = np.ascontiguousarray(state)  # the windows below are strides over its memory
+    layers = []
     for index, (_, kernel_size, stride) in enumerate(CONV_LAYERS):
         kernel, bias = weights[2 * index], weights[2 * index + 1]
         patches = _receptive_fields(x, kernel_size, stride)
@@ -166,12 +172,14 @@ def _hidden_numpy(weights, state):
             y *= np.float32(1.0 / 255.0)
         y += bias
         x = np.maximum(y, 0.0, out=y).reshape(side, side, -1)
+        layers.append(x)
     hidden_kernel, hidden_bias = weights[TORSO_WEIGHTS - 2 : TORSO_WEIGHTS]
     # A (1, n) matrix through np.dot: NumPy 2.4 keeps the GIL through a
     # one-row `@` or a vector product.
     hidden = np.dot(x.reshape(1, -1), hidden_kernel)
     hidden += hidden_bias
-    return np.maximum(hidden, 0.0, out=hidden)
+    layers.append(np.maximum(hidden, 0.0, out=hidden))
+    return layers
 
 
 def _receptive_fields(x, kernel_size, stride):

@@ -82,6 +82,11 @@ class ActorLearner:
         """V(s; theta') (actor-critic network)."""
         return policy_and_value_numpy(self.local.arrays, state)[1]
 
+    @property
+    def current_state(self):
+        """The state the thread is acting in (None before its first game), for the driver's health check."""
+        return self._state
+
     def reset(self):
         """Start the next episode: a new game, or after a lost life (--episodic_life) the same game going on."""
         if not self._game_over:

@@ -11,6 +11,7 @@ from async_runtime.checkpoints import Checkpoints
 from async_runtime.errors import UsageError
 from async_runtime.evaluation import evaluate
 from async_runtime.flags import ensure_writable
+from async_runtime.health import HealthCheck
 from async_runtime.memory import drain
 from async_runtime.processes import WorkerProcesses, configure_threads, start_threads, thread_groups
 from async_runtime.reporting import TrainingLog
@@ -62,6 +63,10 @@ def train(args, actor_learner_thread, max_segment_steps, model):
         workers = WorkerProcesses(shared, elsewhere, actor_learner_thread, max_segment_steps)
     log = TrainingLog(summary_dir, args, shared.T.value, model)
     processes = f" in {args.num_processes} processes" if args.num_processes > 1 else ""
+    if args.picked_for_cores:
+        processes += (
+            f" (picked for {args.picked_for_cores} usable cores: --num_actor_threads and --num_processes choose)"
+        )
     if args.ray_address:
         processes += f", {len(elsewhere)} on the Ray cluster at {args.ray_address}"
     print(
@@ -84,6 +89,7 @@ class Driver:
         self.failure = None  # the first failure's message
         self.diverged = False
         self.signal_received = None
+        self.health = HealthCheck(shared.model.outputs_numpy, args.learning_rate, args.epsilon_RMSProp)
 
     def run(self, actor_learner_thread):
         previous_handlers = self._install_signal_handlers()
@@ -102,6 +108,8 @@ class Driver:
             if self.signal_received is not None:
                 self.shared.stop_event.set()
             self._watch()
+            for learner in self.learners:
+                self.health.sample.add(learner.current_state)
             self.log.progress.tick(self.shared.T.value)
             now = time.monotonic()
             if now - last_summary >= self.args.summary_interval:
@@ -160,7 +168,17 @@ class Driver:
         elif not all_finite(self.shared.theta.arrays):
             self._fail(DIVERGED.format(what="a weight is NaN or infinite"), diverged=True)
         self.log.rates(T, frames_per_second, self.shared.learning_rate(), loss)
+        self._check_health(T)
         return T, (loss_sum, loss_count)
+
+    def _check_health(self, T):
+        measured = self.health.measure(self.shared.theta.arrays)
+        if measured is None:
+            return
+        self.log.health(T, *measured)
+        warning = self.health.warning(*measured)
+        if warning:
+            self.log.warning(T, warning)
 
     def _save(self):
         path = self.checkpoints.save()

@@ -7,7 +7,17 @@ import os
 import tempfile
 
 import atari_wrapper
+from async_runtime import machine
 from async_runtime.errors import UsageError
+
+
+class _DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each flag's default, except where there is none to show (the help says what happens instead)."""
+
+    def _get_help_string(self, action):
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def common_parser(description, default_experiment, value_based=True):
@@ -18,7 +28,7 @@ def common_parser(description, default_experiment, value_based=True):
     """
     parser = argparse.ArgumentParser(
         description=description,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_DefaultsHelpFormatter,
     )
     add = parser.add_argument
     add("--experiment", default=default_experiment, help="name of the run: its summary and checkpoint folder")
@@ -26,15 +36,14 @@ def common_parser(description, default_experiment, value_based=True):
     add(
         "--num_actor_threads",
         type=int,
-        default=16,
-        help="actor-learner threads, each with its own emulator; counted over all --num_processes",
+        help="actor-learner threads, each with its own emulator; counted over all --num_processes. Default: "
+        f"the usable cores, at least {machine.MIN_ACTOR_LEARNERS}; with --num_processes alone, the same for that count",
     )
     add(
         "--num_processes",
         type=int,
-        default=1,
         help="processes the actor-learner threads are spread over, all updating one theta in shared memory: "
-        "more than one gets past Python's GIL",
+        "more than one gets past Python's GIL. Default: one per usable core; with --num_actor_threads alone, 1",
     )
     add(
         "--ray_address",
@@ -146,11 +155,26 @@ def common_parser(description, default_experiment, value_based=True):
 def parse_args(parser, argv=None):
     """Parse and validate; bad input exits with one line and status 2."""
     args = parser.parse_args(argv)
+    pick_threads_and_processes(args)
     try:
         validate_args(args)
     except UsageError as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
     return args
+
+
+def pick_threads_and_processes(args):
+    """Fill in --num_actor_threads and --num_processes the user left out; ``picked_for_cores`` says what was picked."""
+    args.picked_for_cores = None
+    if args.ray_address and args.num_processes is None:
+        args.num_processes = 1  # a cluster's share is the user's to give: validate_args asks for it
+    if args.num_actor_threads is None and args.num_processes is None:
+        args.picked_for_cores = machine.usable_cores()
+        args.num_actor_threads, args.num_processes = machine.threads_and_processes(args.picked_for_cores)
+    elif args.num_actor_threads is None:
+        args.num_actor_threads = machine.threads_and_processes(args.num_processes)[0]
+    elif args.num_processes is None:
+        args.num_processes = 1
 
 
 def validate_args(args):

@@ -11,9 +11,10 @@ itself, before async_runtime, would load it with its start-up notices
 import dataclasses
 from collections.abc import Callable
 
+import numpy as np
 import tensorflow as tf
 
-from build_model import build_network
+from build_model import build_network, policy_and_value_numpy, q_values_numpy
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +33,7 @@ class Model:
     value_tag: str  # the tag of an episode's mean state value, as acting estimates it
     target_network: bool  # whether it keeps theta-minus
     explores_epsilon_greedily: bool  # else it samples its policy
+    outputs_numpy: Callable  # (weights, state) -> the network's outputs on one state, as one row
 
 
 def q_learning_loss(q_values, action_masks, targets):
@@ -56,6 +58,12 @@ def actor_critic_loss(outputs, action_masks, returns, entropy_beta, value_loss_w
     return policy_loss + value_loss_weight * value_loss - entropy_beta * entropy
 
 
+def actor_critic_outputs_numpy(weights, state):
+    """pi(. | s) and V(s) as one row."""
+    probabilities, value = policy_and_value_numpy(weights, state)
+    return np.append(probabilities, value)
+
+
 Q_NETWORK = Model(
     build_network=build_network,
     loss=q_learning_loss,
@@ -63,4 +71,5 @@ Q_NETWORK = Model(
     value_tag="episode/mean_max_q",
     target_network=True,
     explores_epsilon_greedily=True,
+    outputs_numpy=q_values_numpy,
 )

@@ -21,6 +21,7 @@ import threadpoolctl
 import tensorflow as tf
 
 from async_runtime.actor_learner import ActorLearner
+from async_runtime.machine import usable_cores
 from async_runtime.shared_state import SharedState
 
 PARENT_POLL_SECONDS = 0.5
@@ -43,7 +44,7 @@ def configure_threads(seed, actor_threads):
     ~4,300 -> ~4,500 frames/s, 4 threads ~5,000 -> ~4,400.
     TensorFlow fixes the pool sizes at its first operation: call this first.
     """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = usable_cores()
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(actor_threads if actor_threads <= cores else 1)
     threadpoolctl.threadpool_limits(1, user_api="blas")

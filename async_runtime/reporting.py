@@ -48,6 +48,20 @@ class TrainingLog:
         self.writer.flush()
         self.progress.report(T, frames_per_second, recent_score, len(self.recent_scores))
 
+    def health(self, T, dead_fractions, output_spread):
+        """The share of each torso layer's units that never fire on recent states, and the outputs' spread."""
+        with self.writer.as_default():
+            for layer, fraction in dead_fractions.items():
+                tf.summary.scalar(f"health/dead_units_{layer}", fraction, step=T)
+            tf.summary.scalar("health/output_spread", output_spread, step=T)
+
+    def warning(self, T, text):
+        """On the console and, so it stays with the curves, as TensorBoard text."""
+        with self.writer.as_default():
+            tf.summary.text("warnings", text, step=T)
+        self.writer.flush()
+        self.message(text)
+
     def message(self, text):
         self.progress.write(text)
 

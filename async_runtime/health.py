@@ -1,0 +1,95 @@
+"""Whether the network still lives: torso units that never fire, outputs that ignore the state.
+
+A ReLU unit whose input is negative on every state gets no gradient, so it
+does not come back. Too large a step (a learning rate too high for RMSProp's
+epsilon) can kill most of the torso within minutes: the network then gives
+the same outputs whatever it sees (A3C's policy uniform, its value flat)
+and the run goes on for hours learning nothing. Measured on recent states of
+the game being played, each summary interval: the share of each layer's
+units (a convolution's: its channels) that fire on none of them, and how
+far the outputs spread over them.
+"""
+
+import numpy as np
+
+from build_model import torso_activations_numpy
+
+LAYERS = ("conv1", "conv2", "hidden")
+SAMPLE_STATES = 64  # the most recent states kept: about half a minute of play, sampled twice a second
+MIN_STATES = 16  # fewer say nothing about the state-dependence of the outputs
+DEAD_HIDDEN = 0.95  # share of dead hidden units called a collapse: collapsed runs had 97% and 99%, a learning one 65%
+FLAT = 1e-6  # outputs that move less than this over the states ignore them
+CHECKS_BEFORE_WARNING = 3  # summary intervals in a row: a single bad sample is not a verdict
+
+
+class StateSample:
+    """The last SAMPLE_STATES states seen, distinct ones only, in a ring."""
+
+    def __init__(self):
+        self.states = []
+        self._next = 0  # where the next state goes once the ring is full: the oldest
+        self._latest = None
+
+    def add(self, state):
+        if state is None or (self._latest is not None and np.array_equal(state, self._latest)):
+            return
+        state = np.array(state, copy=True)  # the emulator may write its buffer in place
+        if len(self.states) < SAMPLE_STATES:
+            self.states.append(state)
+        else:
+            self.states[self._next] = state
+            self._next = (self._next + 1) % SAMPLE_STATES
+        self._latest = state
+
+
+def dead_fractions(weights, states):
+    """Per torso layer, the share of its units (channels) that fire on none of ``states``."""
+    alive = None
+    for state in states:
+        fired = [(layer.reshape(-1, layer.shape[-1]) > 0).any(axis=0) for layer in torso_activations_numpy(weights, state)]
+        alive = fired if alive is None else [a | f for a, f in zip(alive, fired)]
+    return [float(1.0 - layer.mean()) for layer in alive]
+
+
+def output_spread(outputs_numpy, weights, states):
+    """The largest range, over ``states``, of any output: a Q-value, or A3C's value or an action's probability."""
+    outputs = np.array([outputs_numpy(weights, state) for state in states])
+    return float((outputs.max(axis=0) - outputs.min(axis=0)).max())
+
+
+class HealthCheck:
+    """Measures the network on the sampled states; says once, and why, when the run looks dead."""
+
+    def __init__(self, outputs_numpy, learning_rate, epsilon_RMSProp):
+        self.outputs_numpy = outputs_numpy
+        self.learning_rate = learning_rate
+        self.epsilon_RMSProp = epsilon_RMSProp
+        self.sample = StateSample()
+        self._bad_checks = 0
+        self.warned = False
+
+    def measure(self, weights):
+        """({layer: dead share}, output spread), or None while too few states are sampled."""
+        states = self.sample.states
+        if len(states) < MIN_STATES:
+            return None
+        fractions = dict(zip(LAYERS, dead_fractions(weights, states)))
+        return fractions, output_spread(self.outputs_numpy, weights, states)
+
+    def warning(self, fractions, spread):
+        """The warning to print, the first time the run has looked dead CHECKS_BEFORE_WARNING checks in a row."""
+        symptoms = []
+        if fractions["hidden"] >= DEAD_HIDDEN:
+            symptoms.append(f"{fractions['hidden']:.0%} of the hidden layer's units never fire")
+        if spread <= FLAT:
+            symptoms.append("its outputs are the same for every state")
+        self._bad_checks = self._bad_checks + 1 if symptoms else 0
+        if self.warned or self._bad_checks < CHECKS_BEFORE_WARNING:
+            return None
+        self.warned = True
+        return (
+            f"warning: the network looks dead: {' and '.join(symptoms)} on the last {len(self.sample.states)} "
+            f"states played; it will not recover. Likely cause: steps too large for these units (--learning_rate "
+            f"{self.learning_rate:g} with --epsilon_RMSProp {self.epsilon_RMSProp:g}): stop the run and start "
+            "again with a smaller --learning_rate"
+        )
