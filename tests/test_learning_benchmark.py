@@ -57,7 +57,7 @@ def test_learning_benchmark_trains_tests_each_checkpoint_and_reports(tmp_path):
     assert json.loads(published.read_text()) == report
     assert (tmp_path / "results" / "Catch-v0" / "q_nstep_seed3.png").exists()
     assert report["learner"] == "q_nstep" and report["seed"] == 3 and report["minutes_budget"] == 0.75
-    assert report["command"].startswith("benchmarks/learning.py --output")  # what made it, and on what
+    assert report["command"].startswith("python benchmarks/learning.py --output")  # what made it, and on what
     assert report["commit"] and report["cores"] >= 1
     assert {"tensorflow", "ale-py", "gymnasium", "numpy"} <= report["versions"].keys()
     rows = report["checkpoints"]
