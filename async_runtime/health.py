@@ -1,7 +1,7 @@
 """Whether the network still lives: torso units that never fire, outputs that ignore the state.
 
-A ReLU unit whose input is negative on every state gets no gradient, so it
-does not come back. Too large a step (a learning rate too high for RMSProp's
+A ReLU unit whose input is negative on every state gets no gradient from
+them; it fires again only if the layers before it change. Too large a step (a learning rate too high for RMSProp's
 epsilon) can kill most of the torso within minutes: the network then gives
 the same outputs whatever it sees (A3C's policy uniform, its value flat)
 and the run goes on for hours learning nothing. Measured on recent states of
@@ -89,7 +89,7 @@ class HealthCheck:
         self.warned = True
         return (
             f"warning: the network looks dead: {' and '.join(symptoms)} on the last {len(self.sample.states)} "
-            f"states played; it will not recover. Likely cause: steps too large for these units (--learning_rate "
-            f"{self.learning_rate:g} with --epsilon_RMSProp {self.epsilon_RMSProp:g}): stop the run and start "
-            "again with a smaller --learning_rate"
+            "states played; runs in this state have not recovered. Likely cause: steps too large for these "
+            f"units (--learning_rate {self.learning_rate:g} with --epsilon_RMSProp {self.epsilon_RMSProp:g}): "
+            "stop the run and start again with a smaller --learning_rate"
         )

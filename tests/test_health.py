@@ -52,7 +52,10 @@ def test_a_killed_hidden_layer_is_all_dead_and_its_outputs_ignore_the_state(netw
 def test_a_layer_counts_a_convolution_channel_as_one_unit():
     weights = weights_of(build_network(6))
     dead_before = dead_fractions(weights, states(16))[0]  # a fresh layer may hold a channel silent on these states
-    alive = [channel for channel in range(16) if dead_fractions(killed_channels(weights, [channel]), states(16))[0] > dead_before]
+    alive = [
+        channel for channel in range(16)
+        if dead_fractions(killed_channels(weights, [channel]), states(16))[0] > dead_before
+    ]
     weights = killed_channels(weights, alive[:4])
     assert dead_fractions(weights, states(16))[0] == pytest.approx(dead_before + 4 / 16)
 
