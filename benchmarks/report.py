@@ -123,8 +123,11 @@ def table(groups):
     return lines
 
 
-def section(runs):
-    """The README's results section, between the markers."""
+FIGURE_LINE = "![Test score against hours of training, one panel per game](results/figure.png)"
+
+
+def section(runs, with_figure=True):
+    """The README's results section, between the markers (``with_figure``: the README's figure drawn below)."""
     if not runs:
         return "No run has been recorded in results/ yet: docs/plan.md lists the runs that will fill this table.\n"
     groups = group_runs(runs)
@@ -134,8 +137,7 @@ def section(runs):
         "",
         *table(groups),
         "",
-        "![Test score against hours of training, one panel per game](results/figure.png)",
-        "",
+        *([FIGURE_LINE, ""] if with_figure else []),
         "<details><summary>The command behind each run</summary>",
         "",
         *(f"- [{run['path']}]({run['path']}) ({run['commit'] or 'commit not recorded'}): `{run['command']}`"
@@ -193,7 +195,7 @@ def main(argv=None):
     options = parser.parse_args(argv)
     if options.screen:
         try:
-            print(section(load_runs(options.screen)), end="")
+            print(section(load_runs(options.screen), with_figure=False), end="")
         except ReportError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
