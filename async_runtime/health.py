@@ -1,8 +1,9 @@
 """Whether the network still lives: torso units that never fire, outputs that ignore the state.
 
 A ReLU unit whose input is negative on every state gets no gradient from
-them; it fires again only if the layers before it change. Too large a step (a learning rate too high for RMSProp's
-epsilon) can kill most of the torso within minutes: the network then gives
+them; it fires again only if the layers before it change. Too large a step
+(a learning rate too high for RMSProp's epsilon) can kill most of the torso
+within minutes: the network then gives
 the same outputs whatever it sees (A3C's policy uniform, its value flat)
 and the run goes on for hours learning nothing. Measured on recent states of
 the game being played, each summary interval: the share of each layer's
@@ -15,9 +16,11 @@ import numpy as np
 from build_model import torso_activations_numpy
 
 LAYERS = ("conv1", "conv2", "hidden")
-SAMPLE_STATES = 64  # the most recent states kept: about half a minute of play, sampled twice a second
+SAMPLE_STATES = 64  # the most recent states kept: each of this process's threads is sampled twice a second
 MIN_STATES = 16  # fewer say nothing about the state-dependence of the outputs
-DEAD_HIDDEN = 0.95  # share of dead hidden units called a collapse: collapsed runs had 97% and 99%, a learning one 65%
+# Share of dead hidden units called a collapse: collapsed runs reached 96% to 99%; A3C runs that went on
+# to learn Breakout passed through 89% and 91% (docs/plan.md).
+DEAD_HIDDEN = 0.95
 FLAT = 1e-6  # outputs that move less than this over the states ignore them
 CHECKS_BEFORE_WARNING = 3  # summary intervals in a row: a single bad sample is not a verdict
 
@@ -46,7 +49,8 @@ def dead_fractions(weights, states):
     """Per torso layer, the share of its units (channels) that fire on none of ``states``."""
     alive = None
     for state in states:
-        fired = [(layer.reshape(-1, layer.shape[-1]) > 0).any(axis=0) for layer in torso_activations_numpy(weights, state)]
+        layers = torso_activations_numpy(weights, state)
+        fired = [(layer.reshape(-1, layer.shape[-1]) > 0).any(axis=0) for layer in layers]
         alive = fired if alive is None else [a | f for a, f in zip(alive, fired)]
     return [float(1.0 - layer.mean()) for layer in alive]
 
