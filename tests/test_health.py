@@ -1,5 +1,7 @@
 """A run whose network has died says so: dead units per layer in TensorBoard, and one warning line."""
 
+import time
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -97,8 +99,11 @@ def test_the_warning_comes_once_after_three_bad_checks_in_a_row_and_names_the_le
 
 # -- in a real run ----------------------------------------------------------------
 
-# Long enough for the sample to fill and for three summary intervals in a row to find the network dead.
-RUN = ["--game", "Catch-v0", "--num_actor_threads", "2", "--T_max", "2000", "--summary_interval", "0.2"]
+RUN = ["--game", "Catch-v0", "--num_actor_threads", "2", "--T_max", "3000", "--summary_interval", "0.2"]
+# Each thread paced to at most one step per STEP_SECONDS, so a run lasts at least 7.5 s however fast the
+# machine: time for the driver, sampling twice a second, to collect its states, then to find the network
+# dead at three summary intervals in a row. (Unpaced, 2,000 steps took under 4 s on one machine.)
+STEP_SECONDS = 0.005
 
 
 def train_catch(module, tmp_path, kill):
@@ -109,6 +114,13 @@ def train_catch(module, tmp_path, kill):
         if kill:
             shared.theta.arrays[HIDDEN_BIAS][:] = -1e4
             learner.sync_local()
+        step = learner.step
+
+        def paced_step(action):
+            time.sleep(STEP_SECONDS)
+            return step(action)
+
+        learner.step = paced_step
         module.actor_learner_thread(learner, shared, args)
 
     assert driver.train(args, thread, module.max_segment_steps(args), module.model(args)) == 0
