@@ -27,8 +27,13 @@ start): they change slowly, and sending them would double the traffic.
 T crosses target-sync boundaries here, where theta-minus is synced from
 theta; replicas get the new theta-minus at their next exchange.
 
-A replica that dies (its machine lost, say) stops the run: it is saved,
-and the command resumes it. Ray restarts no actor.
+A replica that dies (its process killed, its machine lost) costs its share,
+not the run: a replacement starts wherever the cluster has room, from the
+run's state as it is then (theta, RMSProp statistics, theta-minus, T), and
+joins the exchanges once it has started; the run loses the dead replica's
+steps since its last exchange. --ray_max_restarts bounds the replacements;
+past it, or when none can start within START_TIMEOUT_SECONDS, a death stops
+the run, saved, for the command to resume.
 """
 
 import dataclasses
@@ -36,6 +41,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import traceback
 
 import numpy as np
@@ -116,9 +122,9 @@ class Replica:
         self.threads = []
 
     def start(self):
-        """Start the threads; return the Ray node this replica runs on."""
+        """Start the threads; return where this replica runs: its Ray node and process id."""
         self.threads = start_threads(self.actor_learner_thread, self.learners, self.shared)
-        return ray.get_runtime_context().get_node_id()
+        return f"Ray node {ray.get_runtime_context().get_node_id()}, pid {os.getpid()}"
 
     def exchange(self, theta, T, theta_minus):
         """Take the run's ``theta``, ``T`` and (if synced since) ``theta_minus``; report what changed here."""
@@ -159,13 +165,23 @@ class RayActorLearners:
         self.groups = groups
         self._replica_arguments = (shared.args, shared.num_actions, shared.model, actor_learner_thread, max_segment_steps)
         self.replicas = {}  # number -> Ray actor, while it takes part
-        self.nodes = {}  # number -> Ray node id
+        self.starting = {}  # number -> (Ray actor, its start call, deadline): replacements not yet exchanging
+        self.places = {}  # number -> where its replica runs (Ray node, pid)
+        self.restarts_left = shared.args.ray_max_restarts
         self._deaths = []
+        self._notices = []
         self._sent_target_version = None
         self._exchanger = threading.Thread(target=self._exchange_until_stopped, name="ray-exchange", daemon=True)
 
     def start(self):
         """Ask the cluster for one replica per group, each from the run's state as it is now."""
+        if self.shared.target is not None:  # before the copies: a sync in between is sent at the first exchange
+            self._sent_target_version = self.shared.target.version
+        for number in range(1, len(self.groups) + 1):
+            self.replicas[number] = self._launch(number)
+
+    def _launch(self, number):
+        """A new Ray actor for group ``number``, on the run's theta, RMSProp statistics, theta-minus and T of now."""
         shared = self.shared
         start = {
             "theta": shared.theta.copy(),
@@ -173,25 +189,22 @@ class RayActorLearners:
             "theta_minus": shared.target.arrays if shared.target is not None else None,
             "T": shared.T.value,
         }
-        if shared.target is not None:
-            self._sent_target_version = shared.target.version
         args, num_actions, model, actor_learner_thread, max_segment_steps = self._replica_arguments
-        remote = ray.remote(FreshProcessReplica)
-        for number, group in enumerate(self.groups, start=1):
-            options = dict(num_cpus=len(group), scheduling_strategy="SPREAD", max_restarts=0)
-            self.replicas[number] = remote.options(**options).remote(
-                args, num_actions, model, group, actor_learner_thread, max_segment_steps, start
-            )
+        # Ray's own restarts (max_restarts) would rebuild the actor from the state the run had when
+        # it was first created, and the exchange's bookkeeping with it: _replace starts from the state of now.
+        options = dict(num_cpus=len(self.groups[number - 1]), scheduling_strategy="SPREAD", max_restarts=0)
+        return ray.remote(FreshProcessReplica).options(**options).remote(
+            args, num_actions, model, self.groups[number - 1], actor_learner_thread, max_segment_steps, start
+        )
 
     def wait_until_ready(self):
         """Wait until every replica has been placed, built and started, then exchange until the run stops."""
         for number, replica in list(self.replicas.items()):
             try:
-                self.nodes[number] = ray.get(replica.start.remote(), timeout=START_TIMEOUT_SECONDS)
-                print(f"{self._name(number)}: Ray node {self.nodes[number]}")
+                self.places[number] = ray.get(replica.start.remote(), timeout=START_TIMEOUT_SECONDS)
+                print(f"{self._name(number)}: {self.places[number]}")
             except ray.exceptions.GetTimeoutError:
-                self._lose(number, f"could not start on the Ray cluster within {START_TIMEOUT_SECONDS} s "
-                           f"(does it have {len(self.groups[number - 1])} free CPUs? see `ray status`)")
+                self._lose(number, self._could_not_start(number))
             except ray.exceptions.RayError as error:
                 self.shared.failures.put((self._name(number), str(error)))
                 self._lose(number)
@@ -204,7 +217,13 @@ class RayActorLearners:
         self._exchanger.join(timeout)
 
     def deaths(self):
+        """One line per replica lost for good: the run stops."""
         return list(self._deaths)
+
+    def notices(self):
+        """One line per replica lost and replaced, and per replacement started, since the last call."""
+        notices, self._notices = self._notices, []
+        return notices
 
     def _exchange_until_stopped(self):
         try:
@@ -215,14 +234,15 @@ class RayActorLearners:
 
     def _exchange_until_stopped_unguarded(self):
         interval = self.shared.args.ray_sync_interval
-        while self.replicas and not self.shared.should_stop():
+        while (self.replicas or self.starting) and not self.shared.should_stop():
+            self._welcome_replacements()
             self._exchange()
             self.shared.stop_event.wait(interval)
         stops = {number: replica.stop.remote() for number, replica in self.replicas.items()}
         for number, ref in stops.items():
             self._get(number, ref, STOP_TIMEOUT_SECONDS)
         self._exchange()  # their last changes and steps, before the run saves
-        for replica in self.replicas.values():
+        for replica in [*self.replicas.values(), *(actor for actor, _, _ in self.starting.values())]:
             ray.kill(replica)
 
     def _exchange(self):
@@ -259,11 +279,45 @@ class RayActorLearners:
         return None
 
     def _lose(self, number, how=None):
-        """Stop exchanging with replica ``number``; ``how`` it was lost goes to the driver as a death."""
+        """Stop exchanging with replica ``number``; replace it if the run goes on and restarts are left.
+
+        ``how`` it was lost is a notice when it is replaced, else a death that stops the run;
+        without ``how``, its failure has been reported already.
+        """
         self.replicas.pop(number, None)
-        if how is not None:
-            node = f" on Ray node {self.nodes[number]}" if number in self.nodes else ""
-            self._deaths.append(f"{self._name(number)}{node} {how}")
+        if how is None:
+            return
+        lost = f"{self._name(number)}" + (f" on {self.places[number]}" if number in self.places else "") + f" {how}"
+        if self.restarts_left > 0 and not self.shared.should_stop():
+            self.restarts_left -= 1
+            self._notices.append(f"{lost}: starting a replacement ({self.restarts_left} more allowed by --ray_max_restarts)")
+            replacement = self._launch(number)
+            self.starting[number] = (replacement, replacement.start.remote(), time.monotonic() + START_TIMEOUT_SECONDS)
+        else:
+            self._deaths.append(lost)
+
+    def _welcome_replacements(self):
+        """Move each replacement that has started into the exchanges; lose one that could not start."""
+        for number, (replacement, started, deadline) in list(self.starting.items()):
+            if ray.wait([started], timeout=0)[0]:
+                del self.starting[number]
+                self.places.pop(number, None)
+                try:
+                    self.places[number] = ray.get(started)
+                except ray.exceptions.RayActorError as error:
+                    self._lose(number, f"replacement died while starting ({_first_line(error)})")
+                    continue
+                self.replicas[number] = replacement
+                self._notices.append(f"{self._name(number)}: replacement training on {self.places[number]}")
+            elif time.monotonic() > deadline:
+                del self.starting[number]
+                ray.kill(replacement)
+                self.places.pop(number, None)
+                self._lose(number, f"replacement {self._could_not_start(number)}")
+
+    def _could_not_start(self, number):
+        return (f"could not start on the Ray cluster within {START_TIMEOUT_SECONDS} s "
+                f"(does it have {len(self.groups[number - 1])} free CPUs? see `ray status`)")
 
     def _name(self, number):
         return process_name(number, self.groups[number - 1])

@@ -125,8 +125,10 @@ class Driver:
         return status
 
     def _watch(self):
-        """Log finished games; stop the run at an actor-learner's failure or a worker process's death."""
+        """Log finished games and replaced workers; stop the run at an actor-learner's failure or a worker's death."""
         deaths = self.workers.deaths()  # first: a process sends its failure before it ends
+        for notice in self.workers.notices():
+            self.log.warning(self.shared.T.value, notice)
         for record in drain(self.shared.episodes):
             self.log.episode(record)
         for who, message in drain(self.shared.failures):

@@ -56,6 +56,13 @@ def common_parser(description, default_experiment, value_based=True):
         default=1.0,
         help="seconds between exchanges of theta with each Ray actor: the most its view of the others lags",
     )
+    add(
+        "--ray_max_restarts",
+        type=int,
+        default=10,
+        help="Ray actors the run may start in place of lost ones (a process or machine gone); "
+        "one more loss stops the run, saved",
+    )
     add("--T_max", type=int, default=20_000_000, help="agent steps over all threads before training stops")
     add("--learning_rate", type=float, default=1e-4, help="initial RMSProp learning rate")
     add(
@@ -221,7 +228,7 @@ def validate_args(args):
         raise UsageError(f"--decay_rate_RMSProp must be in [0, 1), got {args.decay_rate_RMSProp}")
     if not 0 < args.gamma <= 1:
         raise UsageError(f"--gamma must be in (0, 1], got {args.gamma}")
-    for name in ("noop_max", "eval_noop_max", "entropy_beta"):
+    for name in ("noop_max", "eval_noop_max", "entropy_beta", "ray_max_restarts"):
         if getattr(args, name, 0) < 0:
             raise UsageError(f"--{name} must be 0 or more, got {getattr(args, name)}")
     for value in (args.eval_epsilon, *getattr(args, "final_epsilon_choices", ())):

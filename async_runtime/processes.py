@@ -125,6 +125,10 @@ class WorkerProcesses:
         for process in self.processes:
             process.join(max(0.0, deadline - time.monotonic()))
 
+    def notices(self):
+        """Nothing: a process that ends is not replaced (see deaths)."""
+        return []
+
     def deaths(self):
         """One line for each process that has ended with a non-zero status."""
         return [

@@ -4,10 +4,13 @@ The exchange's arithmetic on a replica in this process; then the real
 script on Catch-v0 on a Ray cluster of two nodes on this machine
 (ray.cluster_utils.Cluster), as a user runs it on a rack: the replica
 trains on the other node, its steps add to T, its games reach TensorBoard,
-a checkpoint resumes, SIGTERM stops and saves, and a node lost mid-run
+a checkpoint resumes, SIGTERM stops and saves; a replica killed, or its node
+lost, is replaced and the run finishes; with no restarts left a lost node
 stops the run with a line that names it, saved.
 """
 
+import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -24,6 +27,7 @@ from async_runtime.cluster import RayActorLearners, Replica, connect
 from async_runtime.memory import drain
 from async_runtime.shared_state import SharedState
 from conftest import checkpoint_T, run_script, start_script, wait_for_line
+from test_learning import FLAGS_OF, PASS_MARK, last_50_mean
 from test_processes import scalars
 
 CATCH_STEPS = 9  # every Catch game: the ball falls through ROWS - 1 rows
@@ -86,7 +90,7 @@ def test_a_run_on_two_nodes_counts_both_in_T_resumes_and_stops_on_sigterm(cluste
 
     first = run_script("async_q_nstep.py", *flags, "--T_max", "3000", timeout=300)
     assert "2 actor-learner threads in 2 processes, 1 on the Ray cluster" in first.stdout
-    assert f"actor-learner process 1 (thread 1): Ray node {worker_node(cluster).node_id}" in first.stdout
+    assert f"actor-learner process 1 (thread 1): Ray node {worker_node(cluster).node_id}, pid " in first.stdout
     first_T = checkpoint_T(tf.train.latest_checkpoint(str(checkpoints)))
     # Every game of both threads is logged, each 9 steps: their steps make T, counted once each.
     played = sum(length for _, length in scalars(tmp_path / "summaries" / "rack", "episode/length"))
@@ -105,11 +109,97 @@ def test_a_run_on_two_nodes_counts_both_in_T_resumes_and_stops_on_sigterm(cluste
     assert checkpoint_T(tf.train.latest_checkpoint(str(checkpoints))) > first_T
 
 
+PLACE = r"Ray node (\w+), pid (\d+)"
+STARTED = r"^actor-learner process 1 \(thread 1\): " + PLACE
+REPLACED = r"^actor-learner process 1 \(thread 1\): replacement training on " + PLACE
+
+
+def warnings_logged(directory):
+    """The TensorBoard text of every warning the run logged."""
+    texts = []
+    for path in Path(directory).rglob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            texts += [tf.make_ndarray(value.tensor).item().decode() for value in event.summary.value
+                      if value.tag == "warnings"]
+    return texts
+
+
+def gone(pid, timeout=30):
+    """Whether process ``pid`` has ended (or is a zombie) within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if "\nState:\tZ" in Path(f"/proc/{pid}/status").read_text():
+                return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def run_losing_a_replica(cluster, tmp_path, run_dirs, lose, T_max=30_000):
+    """Run to ``T_max``, calling ``lose(node id, pid)`` of the replica once training; return stdout, stderr."""
+    process = start_script("async_q_nstep.py", *flags_on(cluster, "--experiment", "lost", *run_dirs),
+                           "--T_max", T_max)
+    try:
+        lines = wait_for_line(process, STARTED, timeout=240)
+        node_id, pid = re.search(PLACE, lines[-1]).groups()
+        wait_for_line(process, r"^T [\d,]+/.*score -?\d", timeout=120)
+        lose(node_id, int(pid))
+        stdout, stderr = process.communicate(timeout=300)
+    finally:
+        process.kill()
+    assert process.returncode == 0, stderr
+    assert gone(int(pid)), f"the lost replica's process {pid} still runs"
+    return "".join(lines) + stdout, stderr
+
+
+def assert_finished_and_resumes(stdout, stderr, tmp_path, run_dirs, cluster, T_max):
+    saved = tf.train.latest_checkpoint(str(tmp_path / "checkpoints" / "lost"))
+    assert saved is not None and f"saved checkpoint {saved}" in stdout
+    assert checkpoint_T(saved) >= T_max
+    (replacement_pid,) = [int(pid) for _, pid in re.findall(REPLACED.removeprefix("^"), stdout)]
+    assert gone(replacement_pid), "the replacement's process outlives the run"
+    resumed = run_script("async_q_nstep.py", *flags_on(cluster, "--experiment", "lost", *run_dirs),
+                         "--T_max", checkpoint_T(saved) + 500, timeout=300)
+    assert f"at T = {checkpoint_T(saved):,}" in resumed.stdout
+
+
 @pytest.mark.slow  # a Ray cluster of two nodes on this machine
-def test_a_lost_node_stops_the_run_with_a_line_naming_it_and_saves(cluster, tmp_path, run_dirs):
+def test_a_killed_replica_is_replaced_and_the_run_finishes(cluster, tmp_path, run_dirs):
+    stdout, stderr = run_losing_a_replica(cluster, tmp_path, run_dirs, lambda _, pid: os.kill(pid, signal.SIGKILL))
+    assert "Traceback" not in stderr and not re.search("^error", stderr, re.MULTILINE), stderr
+    lost = re.search(r"actor-learner process 1 \(thread 1\) on Ray node \w+, pid \d+ died .*"
+                     r"starting a replacement \(9 more allowed by --ray_max_restarts\)", stdout)
+    assert lost, stdout
+    assert re.search(REPLACED, stdout, re.MULTILINE), stdout
+    assert lost.group(0) in warnings_logged(tmp_path / "summaries" / "lost")  # beside the curves too
+    assert_finished_and_resumes(stdout, stderr, tmp_path, run_dirs, cluster, T_max=30_000)
+
+
+@pytest.mark.slow  # a Ray cluster of two nodes on this machine
+def test_a_replica_on_a_lost_node_starts_again_where_there_is_room(cluster, tmp_path, run_dirs):
+    node = worker_node(cluster)
+
+    def lose_the_node(*_):
+        cluster.remove_node(node, allow_graceful=False)
+        cluster.add_node(num_cpus=1)  # the replacement waits for room: here a new machine
+
+    stdout, stderr = run_losing_a_replica(cluster, tmp_path, run_dirs, lose_the_node)
+    assert "Traceback" not in stderr and not re.search("^error", stderr, re.MULTILINE), stderr
+    assert f"on Ray node {node.node_id}" in stdout and "starting a replacement" in stdout, stdout
+    (new_node,) = cluster.worker_nodes
+    assert re.search(REPLACED.replace(r"(\w+)", new_node.node_id), stdout, re.MULTILINE), stdout
+    assert_finished_and_resumes(stdout, stderr, tmp_path, run_dirs, cluster, T_max=30_000)
+
+
+@pytest.mark.slow  # a Ray cluster of two nodes on this machine
+def test_a_lost_node_with_no_restarts_left_stops_the_run_with_a_line_naming_it_and_saves(
+    cluster, tmp_path, run_dirs
+):
     node = worker_node(cluster)
     process = start_script("async_q_nstep.py", *flags_on(cluster, "--experiment", "lost", *run_dirs),
-                           "--T_max", "100000000")
+                           "--ray_max_restarts", "0", "--T_max", "100000000")
     try:
         wait_for_line(process, r"^T [\d,]+/.*score -?\d", timeout=240)
         cluster.remove_node(node, allow_graceful=False)
@@ -118,7 +208,8 @@ def test_a_lost_node_stops_the_run_with_a_line_naming_it_and_saves(cluster, tmp_
         process.kill()
         cluster.add_node(num_cpus=1)  # for any test after this one
     assert process.returncode == 1, stderr
-    assert f"error: actor-learner process 1 (thread 1) on Ray node {node.node_id} died" in stderr, stderr
+    assert re.search(rf"error: actor-learner process 1 \(thread 1\) on Ray node {node.node_id}, pid \d+ died",
+                     stderr), stderr
     assert "Traceback" not in stderr, stderr
     saved = tf.train.latest_checkpoint(str(tmp_path / "checkpoints" / "lost"))
     assert saved is not None and f"saved checkpoint {saved}" in stdout
@@ -148,3 +239,14 @@ def test_a_replicas_learning_reaches_the_runs_theta_and_T(cluster):
     assert shared.T.value >= 2000
     assert any(np.abs(now - then).max() > 0 for now, then in zip(shared.theta.arrays, before))
     assert drain(shared.episodes), "the replica's games reach the run"
+
+
+@pytest.mark.slow  # trains to the Catch pass mark: a few minutes
+def test_n_step_q_masters_catch_on_two_nodes_as_on_one_machine(cluster, tmp_path):
+    """test_learning's run of n-step Q over 2 processes, the second a replica on the other node."""
+    run_script(
+        "async_q_nstep.py", *FLAGS_OF["async_q_nstep.py"], "--num_processes", "2", "--ray_address", cluster.address,
+        "--seed", "0", "--experiment", "catch",
+        "--summary_dir", tmp_path / "summaries", "--checkpoint_dir", tmp_path / "checkpoints", timeout=600,
+    )
+    assert last_50_mean(tmp_path / "summaries" / "catch") >= PASS_MARK
