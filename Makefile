@@ -15,9 +15,15 @@ $(VENV)/installed: requirements.txt constraints.txt
 	$(PIP_INSTALL) -r requirements.txt
 	touch $@
 
-# The tests also need pytest and Ray (for --ray_address's tests), and uv for `make lock`; training does not.
-$(VENV)/installed-dev: $(VENV)/installed requirements-dev.txt requirements-ray.txt constraints.txt
+# The tests also need pytest, Ray (for --ray_address's tests) and Stable-Baselines3 (for peers.py's),
+# and uv for `make lock`; training does not.
+$(VENV)/installed-dev: $(VENV)/installed requirements-dev.txt requirements-ray.txt requirements-peers.txt constraints.txt
 	$(PIP_INSTALL) -r requirements-dev.txt
+	touch $@
+
+# benchmarks/peers.py's Stable-Baselines3 and PyTorch: only to measure the peers.
+$(VENV)/installed-peers: $(VENV)/installed requirements-peers.txt constraints.txt
+	$(PIP_INSTALL) -r requirements-peers.txt
 	touch $@
 
 train: $(VENV)/installed

@@ -53,40 +53,16 @@ def evaluate(args, model):
             probabilities = policy(state).numpy().astype(np.float64)
             return rng.choice(num_actions, p=probabilities / probabilities.sum())
 
-    env = atari_wrapper.make_env(
-        args.game,
-        args.agent_history_length,
-        noop_max=args.eval_noop_max,
-        max_episode_frames=args.eval_max_episode_frames,
-        render_mode="human" if args.render_environment else None,
-        video_dir=args.record_video,
-    )
-    scores, noop_frames, episode_frames = [], [], []
     print(f"testing {path} on {args.game}: {args.num_eval_episodes} episodes, epsilon {args.eval_epsilon}")
-    for episode in range(args.num_eval_episodes):
-        state, _ = env.reset(seed=args.seed + episode)
-        score, done = 0.0, False
-        while not done:
-            action = epsilon_greedy(rng, args.eval_epsilon, num_actions, lambda: policy_action(state))
-            state, reward, terminated, truncated, _ = env.step(action)
-            score += reward
-            done = terminated or truncated
-        scores.append(score)
-        noop_frames.append(env.noop_frames)
-        episode_frames.append(env.episode_frames)
-        print(f"episode {episode + 1}/{args.num_eval_episodes}: score {score:g}", flush=True)
-    env.close()
     summary = {
         "checkpoint": path,
-        "game": args.game,
-        "episodes": len(scores),
-        "eval_epsilon": args.eval_epsilon,
-        "scores": scores,
-        "mean": float(np.mean(scores)),
-        "median": float(np.median(scores)),
-        "std": float(np.std(scores)),
-        "noop_frames": noop_frames,  # no-op frames that started each episode
-        "episode_frames": episode_frames,  # frames played after them
+        **play(
+            args.game, policy_action, num_actions, rng,
+            episodes=args.num_eval_episodes, epsilon=args.eval_epsilon, noop_max=args.eval_noop_max,
+            max_episode_frames=args.eval_max_episode_frames, seed=args.seed,
+            agent_history_length=args.agent_history_length,
+            render_mode="human" if args.render_environment else None, video_dir=args.record_video,
+        ),
     }
     print(f"mean score {summary['mean']:.2f} ± {summary['std']:.2f} (median {summary['median']:g})")
     with open(f"{path}.eval.json", "w") as file:
@@ -96,9 +72,49 @@ def evaluate(args, model):
     writer = tf.summary.create_file_writer(summary_dir)
     T = int(tf.train.load_variable(path, "T/.ATTRIBUTES/VARIABLE_VALUE"))
     with writer.as_default():
-        for index, score in enumerate(scores):
+        for index, score in enumerate(summary["scores"]):
             tf.summary.scalar("eval/episode_score", score, step=index)
         tf.summary.scalar("eval/mean_score", summary["mean"], step=T)
         tf.summary.scalar("eval/score_std", summary["std"], step=T)
     writer.close()
     return 0
+
+
+def play(game, policy_action, num_actions, rng, *, episodes, epsilon, noop_max, max_episode_frames, seed,
+         agent_history_length=4, render_mode=None, video_dir=None):
+    """The protocol for any policy: ``episodes`` whole games of ``game``; print each score, return the summary.
+
+    ``policy_action(state)`` is the policy's action; with probability ``epsilon``
+    ``rng`` draws a uniformly random one instead. Episode i starts from the
+    emulator seeded ``seed + i``. benchmarks/peers.py tests other libraries'
+    agents with it, so their scores and ours come from the same games.
+    """
+    env = atari_wrapper.make_env(
+        game, agent_history_length, noop_max=noop_max, max_episode_frames=max_episode_frames,
+        render_mode=render_mode, video_dir=video_dir,
+    )
+    scores, noop_frames, episode_frames = [], [], []
+    for episode in range(episodes):
+        state, _ = env.reset(seed=seed + episode)
+        score, done = 0.0, False
+        while not done:
+            action = epsilon_greedy(rng, epsilon, num_actions, lambda: policy_action(state))
+            state, reward, terminated, truncated, _ = env.step(action)
+            score += reward
+            done = terminated or truncated
+        scores.append(score)
+        noop_frames.append(env.noop_frames)
+        episode_frames.append(env.episode_frames)
+        print(f"episode {episode + 1}/{episodes}: score {score:g}", flush=True)
+    env.close()
+    return {
+        "game": game,
+        "episodes": len(scores),
+        "eval_epsilon": epsilon,
+        "scores": scores,
+        "mean": float(np.mean(scores)),
+        "median": float(np.median(scores)),
+        "std": float(np.std(scores)),
+        "noop_frames": noop_frames,  # no-op frames that started each episode
+        "episode_frames": episode_frames,  # frames played after them
+    }

@@ -202,6 +202,21 @@ def summarise(options, args, checkpoints):
     env = atari_wrapper.make_env(args.game)
     frames_per_step = atari_wrapper.frames_per_step(env)
     env.close()
+    return build_report(
+        options.output, checkpoints, (T, seconds, scores), frames_per_step,
+        game=args.game, script=options.script, learner=learner_name(options.script), seed=args.seed,
+        recipe=" ".join(flag for flag in options.flags if flag != "--"), minutes_budget=options.minutes,
+    )
+
+
+def build_report(output, checkpoints, games, frames_per_step, **identity):
+    """learning.json's content: ``identity`` (game, script, learner, seed, recipe, minutes_budget), the
+    provenance in ``output``, a row per checkpoint (tested: ``<path>.eval.json``) and the training curve.
+
+    ``games`` is (T, seconds, score) arrays, one entry per finished game; ``checkpoints`` are paths
+    ending in ``-<T>``. benchmarks/peers.py writes its runs with it too.
+    """
+    T, seconds, scores = games
     rows = []
     for path in checkpoints:
         step = checkpoint_number(path)
@@ -222,15 +237,10 @@ def summarise(options, args, checkpoints):
     running = np.convolve(scores, np.ones(TRAINING_MEAN_GAMES), "full")[: len(scores)]
     running /= np.minimum(np.arange(1, len(scores) + 1), TRAINING_MEAN_GAMES)
     shown = np.unique(np.linspace(0, len(scores) - 1, CURVE_POINTS).astype(int))  # a light JSON
-    provenance_path = os.path.join(options.output, "provenance.json")
+    provenance_path = os.path.join(output, "provenance.json")
     made_by = read_json(provenance_path) if os.path.exists(provenance_path) else {"command": None, "commit": None}
     return {
-        "game": args.game,
-        "script": options.script,
-        "learner": learner_name(options.script),
-        "seed": args.seed,
-        "recipe": " ".join(flag for flag in options.flags if flag != "--"),
-        "minutes_budget": options.minutes,
+        **identity,
         **made_by,
         "checkpoints": rows,
         "training_curve": {

@@ -4,7 +4,8 @@
     python benchmarks/report.py --check    # exit 1 if the README's section differs from what the files give
 
 Each run is one ``results/<game>/<learner>_seed<N>.json`` written by
-``benchmarks/learning.py --results results``. Runs of one game and learner
+``benchmarks/learning.py --results results`` (or, for Stable-Baselines3's
+agents, ``benchmarks/peers.py``). Runs of one game and learner
 with the same flags (``--seed`` aside) are one row: test scores at 15, 30
 and 60 minutes of training and at the end, as the mean over seeds and their
 range, and frames per second. A run's score at a time is its checkpoint
@@ -28,7 +29,10 @@ README = os.path.join(ROOT, "README.md")
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 MINUTES = (15, 30, 60)
 CHECKPOINT_SLACK = 3.0  # minutes: checkpoints land a little before or after the round figure
-LEARNERS = {"a3c": "A3C", "q_nstep": "n-step Q", "q_1step": "1-step Q", "sarsa_1step": "1-step Sarsa"}
+LEARNERS = {
+    "a3c": "A3C", "q_nstep": "n-step Q", "q_1step": "1-step Q", "sarsa_1step": "1-step Sarsa",
+    "sb3_a2c": "SB3 A2C", "sb3_ppo": "SB3 PPO",  # benchmarks/peers.py: Stable-Baselines3, the peers
+}
 RUN_FLAGS = {"--seed"}  # flags that name a run, not its recipe; --game is the table's own column
 
 
@@ -49,7 +53,7 @@ def load_runs(results=RESULTS):
                 raise ReportError(f"{os.path.relpath(path, ROOT)}: not JSON ({error})") from None
         missing = {"game", "learner", "seed", "recipe", "checkpoints", "command"} - run.keys()
         if missing:
-            raise ReportError(f"{os.path.relpath(path, ROOT)}: no {', '.join(sorted(missing))} (not from learning.py)")
+            raise ReportError(f"{os.path.relpath(path, ROOT)}: no {', '.join(sorted(missing))} (not from learning.py or peers.py)")
         run["path"] = os.path.relpath(path, ROOT)
         runs.append(run)
     return sorted(runs, key=lambda run: (run["game"], learner_order(run["learner"]), recipe_of(run), run["seed"]))
