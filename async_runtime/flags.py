@@ -72,14 +72,15 @@ def common_parser(description, default_experiment, value_based=True):
         help="anneal the learning rate linearly to 0 at T_max",
     )
     add("--decay_rate_RMSProp", type=float, default=0.99, help="RMSProp decay of the shared squared-gradient mean")
-    add("--epsilon_RMSProp", type=float, default=0.1, help="RMSProp epsilon, added under the square root")
+    # 1e-5: at the seed's 0.1, A3C barely learned Breakout in an hour and n-step Q learned slower (docs/plan.md)
+    add("--epsilon_RMSProp", type=float, default=1e-5, help="RMSProp epsilon, added under the square root")
     add("--clip_norm", type=float, default=10.0, help="clip each gradient to this global norm")
     add("--gamma", type=float, default=0.99, help="discount factor")
     if value_based:
         add(
             "--target_network_update_frequency",
             type=int,
-            default=40_000,
+            default=10_000,  # the paper's 40,000 frames, read as emulator frames: 4 to a step
             help="copy the global network to the target network every this many steps of T",
         )
         add(
@@ -99,7 +100,7 @@ def common_parser(description, default_experiment, value_based=True):
         add(
             "--anneal_epsilon_timesteps",
             type=int,
-            default=4_000_000,
+            default=1_000_000,  # the paper's 4 million frames, read as emulator frames
             help="steps of T over which epsilon falls linearly from 1 to the thread's final value",
         )
     add("--agent_history_length", type=int, default=4, help="frames stacked into one state")
