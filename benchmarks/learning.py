@@ -89,24 +89,14 @@ def main(argv=None):
         "--summary_dir", os.path.join(options.output, "summaries"),
         "--checkpoint_dir", os.path.join(options.output, "checkpoints"),
     ]
-    kept = os.path.join(options.output, "kept")
     published = options.results and published_paths(options.results, args.game, options.script, args.seed)
-    if published and not options.evaluate_only and any(os.path.exists(path) for path in published):
-        parser.error(f"{published[0]} exists: a result is not overwritten (remove it to run again)")
+    kept = claim_output(parser, options, published, ["benchmarks/learning.py", *argv])
     if not options.evaluate_only:
-        if os.path.isdir(options.output) and os.listdir(options.output):
-            parser.error(f"{options.output} already holds files: pick another --output, or pass --evaluate_only")
-        os.makedirs(kept)
-        with open(os.path.join(options.output, "provenance.json"), "w") as file:
-            json.dump(provenance(["benchmarks/learning.py", *argv]), file, indent=2)
         train(script, [*run_flags, "--checkpoint_interval", str(options.checkpoint_minutes * 60)], options, kept)
     checkpoints = sorted(kept_checkpoints(kept), key=checkpoint_number)
     if not checkpoints:
         sys.exit(f"error: no checkpoint in {kept}")
-    for path in checkpoints:
-        episodes = options.final_eval_episodes if path == checkpoints[-1] else options.eval_episodes
-        if os.path.exists(f"{path}.eval.json") and read_json(f"{path}.eval.json")["episodes"] == episodes:
-            continue  # tested already (--evaluate_only again)
+    for path, episodes in still_to_test(checkpoints, options):
         tested = subprocess.run(
             [sys.executable, script, *run_flags, "--testing", "--checkpoint_file", path,
              "--num_eval_episodes", str(episodes)],
@@ -114,14 +104,18 @@ def main(argv=None):
         )
         if tested.returncode != 0:
             sys.exit(f"error: --testing {path} exited {tested.returncode}: {tested.stderr.strip().splitlines()[-1:]}")
-    report = summarise(options, args, checkpoints)
-    with open(os.path.join(options.output, "learning.json"), "w") as file:
+    write_report(summarise(options, args, checkpoints), options.output, published)
+
+
+def write_report(report, output, published):
+    """OUTPUT/learning.json and .png; copies at ``published`` (JSON, PNG paths) if given; a line per checkpoint."""
+    with open(os.path.join(output, "learning.json"), "w") as file:
         json.dump(report, file, indent=2)
-    plot(report, os.path.join(options.output, "learning.png"))
+    plot(report, os.path.join(output, "learning.png"))
     if published:
         os.makedirs(os.path.dirname(published[0]), exist_ok=True)
-        shutil.copyfile(os.path.join(options.output, "learning.json"), published[0])
-        shutil.copyfile(os.path.join(options.output, "learning.png"), published[1])
+        shutil.copyfile(os.path.join(output, "learning.json"), published[0])
+        shutil.copyfile(os.path.join(output, "learning.png"), published[1])
         print(f"results: {published[0]}")
     for row in report["checkpoints"]:
         print(
@@ -129,6 +123,32 @@ def main(argv=None):
             f"training {format_score(row['training_mean'])}  test {row['test_mean']:6.2f} ± {row['test_std']:.2f} "
             f"(median {row['test_median']:g}, {row['test_episodes']} episodes)"
         )
+
+
+def claim_output(parser, options, published, command):
+    """OUTPUT/kept, where the checkpoints go. For a new run (no --evaluate_only): refuse, with one line, to
+    overwrite a ``published`` result or an OUTPUT that holds files; make kept; record ``command`` and what
+    it runs on in OUTPUT/provenance.json. benchmarks/peers.py starts its runs with it too."""
+    kept = os.path.join(options.output, "kept")
+    if options.evaluate_only:
+        return kept
+    if published and any(os.path.exists(path) for path in published):
+        parser.error(f"{published[0]} exists: a result is not overwritten (remove it to run again)")
+    if os.path.isdir(options.output) and os.listdir(options.output):
+        parser.error(f"{options.output} already holds files: pick another --output, or pass --evaluate_only")
+    os.makedirs(kept)
+    with open(os.path.join(options.output, "provenance.json"), "w") as file:
+        json.dump(provenance(command), file, indent=2)
+    return kept
+
+
+def still_to_test(checkpoints, options):
+    """(path, episodes) for each checkpoint not yet tested with its episodes: --final_eval_episodes for
+    the last, --eval_episodes for the others (with --evaluate_only again, those tested are skipped)."""
+    for path in checkpoints:
+        episodes = options.final_eval_episodes if path == checkpoints[-1] else options.eval_episodes
+        if not (os.path.exists(f"{path}.eval.json") and read_json(f"{path}.eval.json")["episodes"] == episodes):
+            yield path, episodes
 
 
 def learner_name(script):
@@ -199,14 +219,18 @@ def checkpoint_number(path):
 
 def summarise(options, args, checkpoints):
     T, seconds, scores = load_scores(os.path.join(options.output, "summaries", EXPERIMENT))
-    env = atari_wrapper.make_env(args.game)
-    frames_per_step = atari_wrapper.frames_per_step(env)
-    env.close()
     return build_report(
-        options.output, checkpoints, (T, seconds, scores), frames_per_step,
+        options.output, checkpoints, (T, seconds, scores), frames_per_step_of(args.game),
         game=args.game, script=options.script, learner=learner_name(options.script), seed=args.seed,
         recipe=" ".join(flag for flag in options.flags if flag != "--"), minutes_budget=options.minutes,
     )
+
+
+def frames_per_step_of(game):
+    env = atari_wrapper.make_env(game)
+    frames_per_step = atari_wrapper.frames_per_step(env)
+    env.close()
+    return frames_per_step
 
 
 def build_report(output, checkpoints, games, frames_per_step, **identity):

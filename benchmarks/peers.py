@@ -32,7 +32,6 @@ import functools
 import glob
 import json
 import os
-import shutil
 import sys
 import time
 
@@ -55,8 +54,9 @@ except ImportError:
 import atari_wrapper  # noqa: E402
 from async_runtime import flags  # noqa: E402
 from async_runtime.evaluation import play  # noqa: E402
-from learning import build_report, checkpoint_number, plot, read_json  # noqa: E402
-from provenance import provenance  # noqa: E402
+from learning import (  # noqa: E402
+    build_report, checkpoint_number, claim_output, frames_per_step_of, read_json, still_to_test, write_report,
+)
 
 ALGORITHMS = {"a2c": stable_baselines3.A2C, "ppo": stable_baselines3.PPO}
 # The zoo's n_timesteps for Atari: its linear schedules (PPO's) anneal over it, whatever the budget.
@@ -117,49 +117,26 @@ def main(argv=None):
     except atari_wrapper.UnknownGameError as error:
         parser.error(str(error))
     learner = f"sb3_{options.algo}"
-    kept = os.path.join(options.output, "kept")
     published = options.results and [
         os.path.join(options.results, options.game, f"{learner}_seed{options.seed}.{extension}")
         for extension in ("json", "png")
     ]
-    if published and not options.evaluate_only and any(os.path.exists(path) for path in published):
-        parser.error(f"{published[0]} exists: a result is not overwritten (remove it to run again)")
+    kept = claim_output(parser, options, published, ["benchmarks/peers.py", *argv])
     if not options.evaluate_only:
-        if os.path.isdir(options.output) and os.listdir(options.output):
-            parser.error(f"{options.output} already holds files: pick another --output, or pass --evaluate_only")
-        os.makedirs(kept)
-        with open(os.path.join(options.output, "provenance.json"), "w") as file:
-            json.dump(provenance(["benchmarks/peers.py", *argv]), file, indent=2)
         train(options, kept)
     checkpoints = sorted((path.removesuffix(".zip") for path in glob.glob(os.path.join(kept, "ckpt-*.zip"))),
                          key=checkpoint_number)
     if not checkpoints:
         sys.exit(f"error: no checkpoint in {kept}")
-    for path in checkpoints:
-        episodes = options.final_eval_episodes if path == checkpoints[-1] else options.eval_episodes
-        if os.path.exists(f"{path}.eval.json") and read_json(f"{path}.eval.json")["episodes"] == episodes:
-            continue  # tested already (--evaluate_only again)
+    for path, episodes in still_to_test(checkpoints, options):
         test(path, options, episodes)
     games = read_json(os.path.join(options.output, "games.json"))
-    env = atari_wrapper.make_env(options.game)
-    frames_per_step = atari_wrapper.frames_per_step(env)
-    env.close()
     report = build_report(
         options.output, checkpoints, tuple(np.asarray(games[key]) for key in ("T", "seconds", "score")),
-        frames_per_step, game=options.game, script=f"stable-baselines3 {options.algo.upper()}", learner=learner,
-        seed=options.seed, recipe=" ".join(recipe_flags(argv)), minutes_budget=options.minutes,
+        frames_per_step_of(options.game), game=options.game, script=f"stable-baselines3 {options.algo.upper()}",
+        learner=learner, seed=options.seed, recipe=" ".join(recipe_flags(argv)), minutes_budget=options.minutes,
     )
-    with open(os.path.join(options.output, "learning.json"), "w") as file:
-        json.dump(report, file, indent=2)
-    plot(report, os.path.join(options.output, "learning.png"))
-    if published:
-        os.makedirs(os.path.dirname(published[0]), exist_ok=True)
-        shutil.copyfile(os.path.join(options.output, "learning.json"), published[0])
-        shutil.copyfile(os.path.join(options.output, "learning.png"), published[1])
-        print(f"results: {published[0]}")
-    for row in report["checkpoints"]:
-        print(f"{row['minutes']:5.1f} min  T {row['T']:>10,}  test {row['test_mean']:6.2f} ± {row['test_std']:.2f} "
-              f"({row['test_episodes']} episodes)")
+    write_report(report, options.output, published)
 
 
 def recipe_flags(argv):
