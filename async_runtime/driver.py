@@ -174,7 +174,9 @@ class Driver:
         return T, (loss_sum, loss_count)
 
     def _check_health(self, T):
-        measured = self.health.measure(self.shared.theta.arrays)
+        # On a snapshot: the threads go on updating theta, and outputs measured across
+        # two thetas would differ for a dead network too (by 1.2e-7 once, in a test).
+        measured = self.health.measure(self.shared.theta.copy())
         if measured is None:
             return
         self.log.health(T, *measured)
