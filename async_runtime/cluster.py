@@ -191,7 +191,7 @@ class RayActorLearners:
         }
         args, num_actions, model, actor_learner_thread, max_segment_steps = self._replica_arguments
         # Ray's own restarts (max_restarts) would rebuild the actor from the state the run had when
-        # it was first created, and the exchange's bookkeeping with it: _replace starts from the state of now.
+        # it was first created, and the exchange's bookkeeping with it: _lose launches one from the state of now.
         options = dict(num_cpus=len(self.groups[number - 1]), scheduling_strategy="SPREAD", max_restarts=0)
         return ray.remote(FreshProcessReplica).options(**options).remote(
             args, num_actions, model, self.groups[number - 1], actor_learner_thread, max_segment_steps, start
