@@ -15,13 +15,12 @@ $(VENV)/installed: requirements.txt constraints.txt
 	$(PIP_INSTALL) -r requirements.txt
 	touch $@
 
-# The tests also need pytest, Ray (for --ray_address's tests) and Stable-Baselines3 (for peers.py's),
-# and uv for `make lock`; training does not.
-$(VENV)/installed-dev: $(VENV)/installed requirements-dev.txt requirements-ray.txt requirements-peers.txt constraints.txt
+# The tests also need pytest and Ray (for --ray_address's tests), and uv for `make lock`; training does not.
+$(VENV)/installed-dev: $(VENV)/installed requirements-dev.txt requirements-ray.txt constraints.txt
 	$(PIP_INSTALL) -r requirements-dev.txt
 	touch $@
 
-# benchmarks/peers.py's Stable-Baselines3 and PyTorch: only to measure the peers.
+# benchmarks/peers.py's Stable-Baselines3 and PyTorch: to measure the peers, and for their slow test.
 $(VENV)/installed-peers: $(VENV)/installed requirements-peers.txt constraints.txt
 	$(PIP_INSTALL) -r requirements-peers.txt
 	touch $@
@@ -33,14 +32,14 @@ train: $(VENV)/installed
 test: $(VENV)/installed-dev
 	$(PYTHON) -m pytest -m "not slow"
 
-# The whole suite, learning and cluster tests included: what CI runs.
-test-all: $(VENV)/installed-dev
+# The whole suite, learning, cluster and peers' tests included.
+test-all: $(VENV)/installed-dev $(VENV)/installed-peers
 	$(PYTHON) -m pytest
 
 # Newest releases within the requirements files' ranges, pinned for every platform and Python 3.11+.
 # Then `make test-all`: it reinstalls from the new pins before it tests.
 lock: $(VENV)/installed-dev
-	$(VENV)/bin/uv pip compile requirements-dev.txt --universal --python-version 3.11 --upgrade --quiet \
+	$(VENV)/bin/uv pip compile requirements-dev.txt requirements-peers.txt --universal --python-version 3.11 --upgrade --quiet \
 		--custom-compile-command "make lock" --output-file constraints.txt
 
 clean:

@@ -11,7 +11,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import report  # noqa: E402
 
 
-@pytest.mark.slow  # trains Stable-Baselines3 for 30 s and tests every checkpoint
+@pytest.mark.slow  # trains Stable-Baselines3 (`make test-all` installs it) for 30 s and tests every checkpoint
 @pytest.mark.parametrize("algo, vec_env", [("a2c", "subproc"), ("ppo", "dummy")])
 def test_peers_train_test_each_checkpoint_by_our_protocol_and_report_as_ours(algo, vec_env, tmp_path):
     output = tmp_path / "run"
@@ -40,11 +40,12 @@ def test_peers_train_test_each_checkpoint_by_our_protocol_and_report_as_ours(alg
     assert report.LEARNERS[run["learner"]] == f"SB3 {algo.upper()}" and report.recipe_of(run) == f"--vec_env {vec_env}"
 
 
-def test_peers_refuse_an_unknown_game_with_one_line(tmp_path, capsys):
-    import peers  # in this process: a fresh one would import TensorFlow and PyTorch for one line
+def test_peers_refuse_an_unknown_game_with_one_line_before_importing_pytorch(tmp_path, capsys):
+    import peers  # in this process: a fresh one would import TensorFlow for one line
 
     with pytest.raises(SystemExit) as exit_info:
         peers.main(["--output", str(tmp_path / "run"), "--algo", "a2c", "--game", "Breakout-v9"])
     assert exit_info.value.code == 2
     assert "unknown game 'Breakout-v9'" in capsys.readouterr().err.strip().splitlines()[-1]
     assert not (tmp_path / "run").exists()
+    assert "torch" not in sys.modules, "make test installs no PyTorch: a flag's error must not need it"
