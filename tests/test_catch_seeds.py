@@ -1,0 +1,39 @@
+"""benchmarks/catch_seeds.py: the learning test's recipe on several seeds, counted against its pass mark."""
+
+import json
+import sys
+
+import pytest
+
+from conftest import ROOT, run_script
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import catch_seeds  # noqa: E402
+from test_learning import FLAGS_OF, PASS_MARK  # noqa: E402
+
+
+@pytest.mark.slow  # two short Catch runs
+def test_catch_seeds_runs_the_test_recipe_once_per_seed_and_counts_the_passes(tmp_path):
+    output = tmp_path / "seeds.json"
+    # 2,000 steps: far too few to learn Catch, so both seeds fail the mark and the exit status says so.
+    completed = run_script(
+        "benchmarks/catch_seeds.py", "async_q_nstep.py", "--seeds", "3-4", "--output", output, "--",
+        "--T_max", "2000", check=False, timeout=300,
+    )
+    assert completed.returncode == 1, completed.stderr
+    report = json.loads(output.read_text())
+    assert [run["seed"] for run in report["runs"]] == [3, 4]
+    assert report["flags"][-2:] == ["--T_max", "2000"] and report["flags"][:-2] == FLAGS_OF["async_q_nstep.py"]
+    for run in report["runs"]:
+        assert 100 < run["episodes"] < 400, "2,000 steps of a 9-step game: about 220 episodes"
+        assert run["last_50_mean"] < PASS_MARK and not run["passed"]
+    assert completed.stdout.splitlines()[-1].startswith("async_q_nstep.py --T_max 2000: 0 of 2 seeds passed")
+    assert report["provenance"]["command"].startswith("python benchmarks/catch_seeds.py async_q_nstep.py")
+
+
+@pytest.mark.parametrize("seeds", ["5-2", "x", "1-x"])
+def test_catch_seeds_refuses_seeds_it_cannot_read_with_one_line(seeds, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        catch_seeds.main(["async_a3c.py", "--seeds", seeds])
+    assert exit_info.value.code == 2
+    assert "--seeds" in capsys.readouterr().err.strip().splitlines()[-1]
