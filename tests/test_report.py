@@ -24,7 +24,7 @@ def checkpoint(minutes, score, frames_per_minute=300_000):
 
 
 def write_run(results, game, learner, seed, scores, recipe=""):
-    """A run as benchmarks/learning.py writes it, with checkpoints every 10 minutes (the default)."""
+    """A run as benchmarks/learning.py writes it, with checkpoints every 10 minutes."""
     path = results / game / f"{learner}_seed{seed}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     flags = f"--game {game} {recipe} --seed {seed}".replace("  ", " ")
