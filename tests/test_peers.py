@@ -1,6 +1,7 @@
 """benchmarks/peers.py: Stable-Baselines3 trained for a budget, each checkpoint tested by our protocol, one report."""
 
 import json
+import subprocess
 import sys
 
 import pytest
@@ -49,3 +50,15 @@ def test_peers_refuse_an_unknown_game_with_one_line_before_importing_pytorch(tmp
     assert "unknown game 'Breakout-v9'" in capsys.readouterr().err.strip().splitlines()[-1]
     assert not (tmp_path / "run").exists()
     assert "torch" not in sys.modules, "make test installs no PyTorch: a flag's error must not need it"
+
+
+@pytest.mark.slow  # imports Stable-Baselines3 and PyTorch, which only `make test-all` installs
+def test_the_choices_peers_offers_are_what_peer_training_trains():
+    # In a process of its own: this one must stay free of PyTorch for the test above.
+    check = (
+        "import sys; sys.path.insert(0, 'benchmarks'); import peers, peer_training; "
+        "assert sorted(peers.ALGORITHMS) == sorted(peer_training.ALGORITHMS), 'algorithms'; "
+        "assert sorted(peers.VEC_ENVS) == sorted(peer_training.VEC_ENVS), 'vector environments'"
+    )
+    completed = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr
