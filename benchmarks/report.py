@@ -33,6 +33,12 @@ LEARNERS = {
     "a3c": "A3C", "q_nstep": "n-step Q", "q_1step": "1-step Q", "sarsa_1step": "1-step Sarsa",
     "sb3_a2c": "SB3 A2C", "sb3_ppo": "SB3 PPO",  # benchmarks/peers.py: Stable-Baselines3, the peers
 }
+# The paper's 1-step Q on 16 threads (Mnih et al. 2016) at one hour of training, read by eye off its learning
+# curves: the reference each learner's 60-minute score stands beside. Pong's was not read.
+PAPER_ONE_HOUR = {
+    "BeamRiderNoFrameskip-v4": 1000, "BreakoutNoFrameskip-v4": 10, "QbertNoFrameskip-v4": 500,
+    "SpaceInvadersNoFrameskip-v4": 300,
+}
 RUN_FLAGS = {"--seed"}  # flags that name a run, not its recipe; --game is the table's own column
 
 
@@ -106,9 +112,9 @@ def spread(values):
 
 def table(groups):
     lines = [
-        "| game | learner | flags beyond the defaults | seeds | test at 15 min | 30 min | 60 min | at the end (min) "
-        "| frames/s |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+        "| game | learner | flags beyond the defaults | seeds | test at 15 min | 30 min | 60 min "
+        "| paper at 60 min | at the end (min) | frames/s |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for (game, learner, recipe), runs in groups.items():
         ends = [run["checkpoints"][-1] for run in runs]
@@ -120,6 +126,7 @@ def table(groups):
             f"`{recipe}`" if recipe else "defaults",
             ", ".join(str(run["seed"]) for run in runs),
             *(spread([score_at(run, minutes) for run in runs]) for minutes in MINUTES),
+            f"~{PAPER_ONE_HOUR[game]:,}" if game in PAPER_ONE_HOUR else "-",
             f"{spread([row['test_mean'] for row in ends])} ({end_minutes:.0f})",
             f"{statistics.mean(rates):,.0f}" if None not in rates else "-",
         ]
@@ -137,7 +144,8 @@ def section(runs, with_figure=True):
     groups = group_runs(runs)
     lines = [
         "Test scores (`--testing`: up to 30 no-op starts, epsilon 0.05, 10 episodes per checkpoint and 30 at the "
-        "end) as the mean over seeds and, in brackets, their range; frames/s over the whole run.",
+        "end) as the mean over seeds and, in brackets, their range; frames/s over the whole run. Paper at 60 min: "
+        "its 1-step Q on 16 threads after one hour, read by eye off its curves (Mnih et al. 2016; Pong not read).",
         "",
         *table(groups),
         "",
@@ -168,11 +176,14 @@ def figure(runs, path):
             count = min(len(run["checkpoints"]) for run in group)
             hours = [statistics.mean(run["checkpoints"][i]["minutes"] for run in group) / 60 for i in range(count)]
             scores = [[run["checkpoints"][i]["test_mean"] for run in group] for i in range(count)]
-            label = LEARNERS.get(learner, learner) + (f" ({recipe})" if recipe else "") + f", {len(group)} seeds"
+            label = LEARNERS.get(learner, learner) + (f" ({recipe})" if recipe else "") + f", {len(group)} seed{'s' if len(group) > 1 else ''}"
             line, = axes.plot(hours, [statistics.mean(values) for values in scores], marker="o", label=label)
             if len(group) > 1:
                 axes.fill_between(hours, [min(values) for values in scores], [max(values) for values in scores],
                                   color=line.get_color(), alpha=0.2)
+        if game in PAPER_ONE_HOUR:
+            axes.plot([1.0], [PAPER_ONE_HOUR[game]], marker="*", markersize=11, color="black", linestyle="none",
+                      label="paper's 1-step Q, 16 threads, 1 h")
         axes.set_title(game, fontsize=10)
         axes.set_xlabel("hours of training")
         axes.set_ylabel("test score")
