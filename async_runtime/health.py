@@ -18,9 +18,11 @@ from build_model import torso_activations_numpy
 LAYERS = ("conv1", "conv2", "hidden")
 SAMPLE_STATES = 64  # the most recent states kept: each of this process's threads is sampled twice a second
 MIN_STATES = 16  # fewer say nothing about the state-dependence of the outputs
-# Share of dead hidden units called a collapse: collapsed runs reached 96% to 99%; A3C runs that went on
-# to learn Breakout passed through 89% and 91% (docs/plan.md).
+# Share of dead hidden units that earns a warning. Runs have stayed there (A3C on Breakout at learning
+# rate 7e-4: 96% and no learning at 15 minutes; two earlier runs at 97% and 99%) and come back from it
+# (A3C on Pong at 3e-4: 96% at T 230,000, 56% by T 700,000, then learning), so it is a warning to watch.
 DEAD_HIDDEN = 0.95
+RECOVERY_STEPS = 500_000  # the Pong run above came back within about this many steps
 FLAT = 1e-6  # outputs that move less than this over the states ignore them
 CHECKS_BEFORE_WARNING = 3  # summary intervals in a row: a single bad sample is not a verdict
 
@@ -62,15 +64,15 @@ def output_spread(outputs_numpy, weights, states):
 
 
 class HealthCheck:
-    """Measures the network on the sampled states; says once, and why, when the run looks dead."""
+    """Measures the network on the sampled states; says, once per kind, and why, when the run looks dead."""
 
     def __init__(self, outputs_numpy, learning_rate, epsilon_RMSProp):
         self.outputs_numpy = outputs_numpy
         self.learning_rate = learning_rate
         self.epsilon_RMSProp = epsilon_RMSProp
         self.sample = StateSample()
-        self._bad_checks = 0
-        self.warned = False
+        self._kind, self._checks_of_kind = None, 0
+        self.said = set()  # the kinds of warning given: each is given once
 
     def measure(self, weights):
         """({layer: dead share}, output spread), or None while too few states are sampled."""
@@ -81,19 +83,31 @@ class HealthCheck:
         return fractions, output_spread(self.outputs_numpy, weights, states)
 
     def warning(self, fractions, spread):
-        """The warning to print, the first time the run has looked dead CHECKS_BEFORE_WARNING checks in a row."""
-        symptoms = []
-        if fractions["hidden"] >= DEAD_HIDDEN:
-            symptoms.append(f"{fractions['hidden']:.0%} of the hidden layer's units never fire")
-        if spread <= FLAT:
-            symptoms.append("its outputs are the same for every state")
-        self._bad_checks = self._bad_checks + 1 if symptoms else 0
-        if self.warned or self._bad_checks < CHECKS_BEFORE_WARNING:
+        """The warning to print once the run has looked dead CHECKS_BEFORE_WARNING checks in a row.
+
+        Outputs that ignore the state are a dead network; a hidden layer mostly
+        silent is one that may come back. Each kind is said once, after as many checks in a row.
+        """
+        kind = "flat" if spread <= FLAT else "silent" if fractions["hidden"] >= DEAD_HIDDEN else None
+        self._checks_of_kind = self._checks_of_kind + 1 if kind == self._kind else 1
+        self._kind = kind
+        if kind is None or kind in self.said or self._checks_of_kind < CHECKS_BEFORE_WARNING:
             return None
-        self.warned = True
+        self.said.add(kind)
+        cause = (
+            f"steps too large for these units (--learning_rate {self.learning_rate:g} with "
+            f"--epsilon_RMSProp {self.epsilon_RMSProp:g})"
+        )
+        states = f"the last {len(self.sample.states)} states played"
+        if kind == "flat":
+            return (
+                f"warning: the network is dead: its outputs are the same on each of {states}, so it learns "
+                f"nothing more. Likely cause: {cause}: stop the run and start again with a "
+                "smaller --learning_rate"
+            )
         return (
-            f"warning: the network looks dead: {' and '.join(symptoms)} on the last {len(self.sample.states)} "
-            "states played; runs in this state have not recovered. Likely cause: steps too large for these "
-            f"units (--learning_rate {self.learning_rate:g} with --epsilon_RMSProp {self.epsilon_RMSProp:g}): "
-            "stop the run and start again with a smaller --learning_rate"
+            f"warning: the network may be dying: {fractions['hidden']:.0%} of the hidden layer's units never fire "
+            f"on {states}. Runs have come back from this within {RECOVERY_STEPS:,} steps, and runs have not: "
+            f"if health/dead_units_hidden in TensorBoard stays above {DEAD_HIDDEN:.0%} past then, stop the run "
+            f"and start again with a smaller --learning_rate. Likely cause: {cause}"
         )

@@ -83,18 +83,28 @@ def test_the_sample_keeps_the_latest_distinct_states():
 
 def test_the_warning_comes_once_after_three_bad_checks_in_a_row_and_names_the_learning_rate():
     check = HealthCheck(q_values_numpy, learning_rate=1e-3, epsilon_RMSProp=1e-5)
-    dead = {"conv1": 0.0, "conv2": 0.1, "hidden": 0.99}
+    silent = {"conv1": 0.0, "conv2": 0.1, "hidden": 0.99}
     alive = {"conv1": 0.0, "conv2": 0.1, "hidden": 0.6}
-    assert check.warning(dead, 0.0) is None
-    assert check.warning(dead, 0.0) is None
+    assert check.warning(silent, 0.5) is None
+    assert check.warning(silent, 0.5) is None
     assert check.warning(alive, 0.5) is None  # the count starts again
-    assert [check.warning(dead, 0.0) for _ in range(3)][:2] == [None, None]
-    assert check.warned
-    assert check.warning(dead, 0.0) is None  # said once
-    fresh = HealthCheck(q_values_numpy, learning_rate=1e-3, epsilon_RMSProp=1e-5)
-    messages = [fresh.warning(alive, 0.0) for _ in range(3)]  # flat outputs alone are a collapse too
+    messages = [check.warning(silent, 0.5) for _ in range(3)]
+    assert messages[:2] == [None, None]
+    assert "may be dying: 99% of the hidden layer's units never fire" in messages[-1]
     assert "--learning_rate 0.001" in messages[-1] and "--epsilon_RMSProp 1e-05" in messages[-1]
-    assert "the same for every state" in messages[-1] and "hidden" not in messages[-1]
+    assert check.warning(silent, 0.5) is None  # said once
+
+
+def test_outputs_that_ignore_the_state_are_a_dead_network_said_even_after_a_dying_one():
+    check = HealthCheck(q_values_numpy, learning_rate=1e-3, epsilon_RMSProp=1e-5)
+    silent = {"conv1": 0.0, "conv2": 0.1, "hidden": 0.99}
+    alive = {"conv1": 0.0, "conv2": 0.1, "hidden": 0.6}
+    messages = [check.warning(silent, 0.5) for _ in range(3)] + [check.warning(alive, 0.0) for _ in range(4)]
+    assert messages[2].startswith("warning: the network may be dying")
+    assert messages[3:5] == [None, None]  # three flat checks in a row, counted from the first flat one
+    assert messages[5].startswith("warning: the network is dead: its outputs are the same")
+    assert "hidden" not in messages[5] and "--learning_rate 0.001" in messages[5]
+    assert messages[6] is None
 
 
 # -- in a real run ----------------------------------------------------------------
@@ -138,7 +148,7 @@ def test_a_run_whose_network_died_logs_its_dead_units_and_warns(module, tmp_path
     values = train_catch(module, tmp_path, kill=True)
     assert values["health/dead_units_hidden"][-1] == 1.0
     assert values["health/output_spread"][-1] == 0.0
-    assert capsys.readouterr().out.count("warning: the network looks dead") == 1
+    assert capsys.readouterr().out.count("warning: the network is dead") == 1
 
 
 def test_a_live_run_logs_its_units_and_does_not_warn(tmp_path, capsys):
