@@ -74,13 +74,6 @@ def common_parser(description, default_experiment, value_based=True):
     add("--decay_rate_RMSProp", type=float, default=0.99, help="RMSProp decay of the shared squared-gradient mean")
     # 1e-5: at the seed's 0.1, A3C barely learned Breakout in an hour and n-step Q learned slower (docs/plan.md)
     add("--epsilon_RMSProp", type=float, default=1e-5, help="RMSProp epsilon, added under the square root")
-    add(
-        "--initial_mean_square_RMSProp",
-        type=float,
-        default=0.0,
-        help="where the shared squared-gradient mean starts: 1 as TensorFlow 1's RMSProp (the seed's), "
-        "0 as Keras's",
-    )
     add("--clip_norm", type=float, default=10.0, help="clip each gradient to this global norm")
     add("--gamma", type=float, default=0.99, help="discount factor")
     if value_based:
@@ -236,7 +229,7 @@ def validate_args(args):
         raise UsageError(f"--decay_rate_RMSProp must be in [0, 1), got {args.decay_rate_RMSProp}")
     if not 0 < args.gamma <= 1:
         raise UsageError(f"--gamma must be in (0, 1], got {args.gamma}")
-    for name in ("noop_max", "eval_noop_max", "entropy_beta", "ray_max_restarts", "initial_mean_square_RMSProp"):
+    for name in ("noop_max", "eval_noop_max", "entropy_beta", "ray_max_restarts"):
         if getattr(args, name, 0) < 0:
             raise UsageError(f"--{name} must be 0 or more, got {getattr(args, name)}")
     for value in (args.eval_epsilon, *getattr(args, "final_epsilon_choices", ())):

@@ -120,8 +120,6 @@ class SharedState:
             self.target = TargetNetwork(copies, block.arrays["target_versions"], block.lock)
         if created:
             self.theta.assign(initial_theta)
-            for mean_square in self.optimizer.mean_squares:
-                mean_square.fill(args.initial_mean_square_RMSProp)
             if self.target is not None:
                 self.update_target()
 

@@ -29,7 +29,6 @@ GAME = ["--game", "Catch-v0"]
         ([*GAME, "--learning_rate", "3"], r"--learning_rate must be in \(0, 1\]"),
         ([*GAME, "--decay_rate_RMSProp", "1.5"], r"--decay_rate_RMSProp must be in \[0, 1\)"),
         ([*GAME, "--epsilon_RMSProp", "-1"], r"--epsilon_RMSProp must be positive"),
-        ([*GAME, "--initial_mean_square_RMSProp", "-1"], r"--initial_mean_square_RMSProp must be 0 or more, got -1"),
         ([*GAME, "--gamma", "0"], r"--gamma must be in \(0, 1\]"),
         ([*GAME, "--gamma", "1.01"], r"--gamma must be in \(0, 1\]"),
         ([*GAME, "--final_epsilon_choices", "0.1", "0.2"], r"has 2 values but .* has 3"),

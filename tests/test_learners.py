@@ -145,16 +145,11 @@ def test_a_gradient_moves_theta_and_the_applying_threads_theta_prime_only():
     assert_q_close(learner.max_target_q(states[:1]), target_q(shared, states[:1]))
 
 
-@pytest.mark.parametrize("initial_mean_square", ["0", "1"])
-def test_a_short_segment_updates_theta_by_its_own_states_only(initial_mean_square):
+def test_a_short_segment_updates_theta_by_its_own_states_only():
     """A 3-state segment in a 5-state batch: the update is RMSProp on the clipped
     gradient of sum_i (y_i - Q(s_i, a_i))^2 over those 3 states, whatever the
-    padding rows of the batch buffers still hold from earlier segments; the
-    statistics start where --initial_mean_square_RMSProp says."""
-    shared, learner = make_learner(
-        async_q_nstep, "--learning_rate", "0.01", "--clip_norm", "1.0",
-        "--initial_mean_square_RMSProp", initial_mean_square,
-    )
+    padding rows of the batch buffers still hold from earlier segments."""
+    shared, learner = make_learner(async_q_nstep, "--learning_rate", "0.01", "--clip_norm", "1.0")
     rng = np.random.default_rng(0)
     learner.states[:] = rng.integers(0, 256, learner.states.shape, dtype=np.uint8)  # a previous segment's
     learner.targets[:] = 100.0
@@ -173,7 +168,7 @@ def test_a_short_segment_updates_theta_by_its_own_states_only(initial_mean_squar
     assert norm > 1.0, "the clip is part of what this checks"
     decay, epsilon = shared.args.decay_rate_RMSProp, shared.args.epsilon_RMSProp
     expected_theta = [
-        value - 0.01 * g.numpy() / np.sqrt(decay * float(initial_mean_square) + (1 - decay) * g.numpy() ** 2 + epsilon)
+        value - 0.01 * g.numpy() / np.sqrt((1 - decay) * g.numpy() ** 2 + epsilon)
         for value, g in zip(theta, gradients)
     ]
 
