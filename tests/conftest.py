@@ -12,6 +12,12 @@ import tensorflow as tf
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from async_runtime.processes import configure_threads  # noqa: E402
+
+# Runs trained in this process (the broken learners, the health checks) get the thread pools a script's
+# process gets for its 2 actor-learner threads: TensorFlow fixes them at its first operation, so here.
+configure_threads(seed=0, actor_threads=2)
+
 
 def script_env(**extra):
     return {**os.environ, "PYTHONUNBUFFERED": "1", **extra}
