@@ -145,7 +145,8 @@ def section(runs, with_figure=True):
     lines = [
         "Test scores (`--testing`: up to 30 no-op starts, epsilon 0.05, 10 episodes per checkpoint and 30 at the "
         "end) as the mean over seeds and, in brackets, their range; frames/s over the whole run. Paper at 60 min: "
-        "its 1-step Q on 16 threads after one hour, read by eye off its curves (Mnih et al. 2016; Pong not read).",
+        "its 1-step Q on 16 threads after one hour, read by eye off its curves (Mnih et al. 2016; Pong not read). "
+        "A row of one seed is one draw, not a result: threads interleave differently on every run.",
         "",
         *table(groups),
         "",
@@ -176,7 +177,8 @@ def figure(runs, path):
             count = min(len(run["checkpoints"]) for run in group)
             hours = [statistics.mean(run["checkpoints"][i]["minutes"] for run in group) / 60 for i in range(count)]
             scores = [[run["checkpoints"][i]["test_mean"] for run in group] for i in range(count)]
-            label = LEARNERS.get(learner, learner) + (f" ({recipe})" if recipe else "") + f", {len(group)} seed{'s' if len(group) > 1 else ''}"
+            seeds = f"{len(group)} seed{'s' if len(group) > 1 else ''}"
+            label = LEARNERS.get(learner, learner) + (f" ({recipe})" if recipe else "") + f", {seeds}"
             line, = axes.plot(hours, [statistics.mean(values) for values in scores], marker="o", label=label)
             if len(group) > 1:
                 axes.fill_between(hours, [min(values) for values in scores], [max(values) for values in scores],
