@@ -71,12 +71,6 @@ def common_parser(description, default_experiment, value_based=True):
         default=True,
         help="anneal the learning rate linearly to 0 at T_max",
     )
-    add(
-        "--warmup_learning_rate_steps",
-        type=int,
-        default=0,
-        help="raise the learning rate linearly from 0 over this many steps of T (0: none)",
-    )
     add("--decay_rate_RMSProp", type=float, default=0.99, help="RMSProp decay of the shared squared-gradient mean")
     # 1e-5: at the seed's 0.1, A3C barely learned Breakout in an hour and n-step Q learned slower (docs/plan.md)
     add("--epsilon_RMSProp", type=float, default=1e-5, help="RMSProp epsilon, added under the square root")
@@ -235,7 +229,7 @@ def validate_args(args):
         raise UsageError(f"--decay_rate_RMSProp must be in [0, 1), got {args.decay_rate_RMSProp}")
     if not 0 < args.gamma <= 1:
         raise UsageError(f"--gamma must be in (0, 1], got {args.gamma}")
-    for name in ("noop_max", "eval_noop_max", "entropy_beta", "ray_max_restarts", "warmup_learning_rate_steps"):
+    for name in ("noop_max", "eval_noop_max", "entropy_beta", "ray_max_restarts"):
         if getattr(args, name, 0) < 0:
             raise UsageError(f"--{name} must be 0 or more, got {getattr(args, name)}")
     for value in (args.eval_epsilon, *getattr(args, "final_epsilon_choices", ())):

@@ -8,14 +8,10 @@ def epsilon_at(T, final_epsilon, anneal_steps):
 
 
 def learning_rate_at(T, args):
-    """--learning_rate, rising from 0 over --warmup_learning_rate_steps, falling linearly to 0 at T_max with
-    --anneal_learning_rate."""
-    rate = args.learning_rate
-    if args.warmup_learning_rate_steps:
-        rate *= min(1.0, T / args.warmup_learning_rate_steps)
-    if args.anneal_learning_rate:
-        rate *= max(0.0, 1.0 - T / args.T_max)
-    return rate
+    """--learning_rate, falling linearly to 0 at T_max with --anneal_learning_rate."""
+    if not args.anneal_learning_rate:
+        return args.learning_rate
+    return args.learning_rate * max(0.0, 1.0 - T / args.T_max)
 
 
 def draw_final_epsilon(rng, choices, probabilities):

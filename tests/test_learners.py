@@ -81,15 +81,6 @@ def test_learning_rate_anneals_to_zero_at_T_max():
     assert learning_rate_at(1000, args) == 0.01
 
 
-def test_learning_rate_warms_up_then_anneals():
-    args = async_q_nstep.parse_args(
-        ["--game", "Catch-v0", "--T_max", "1000", "--learning_rate", "0.01", "--warmup_learning_rate_steps", "200"]
-    )
-    assert [learning_rate_at(T, args) for T in (0, 100, 200, 500, 1000)] == pytest.approx(
-        [0.0, 0.0045, 0.008, 0.005, 0.0]
-    )
-
-
 def test_shared_rmsprop_by_hand():
     """grad = 0.5 * [1, -2] after the clip; g = 0.1 * grad**2 from zero; theta -= 0.01 * grad / sqrt(g + 0.1)."""
     theta = np.array([1.0, 2.0], np.float32)
