@@ -152,7 +152,10 @@ def _how_it_ended(exitcode):
 
 def _worker(args, num_actions, model, block, number, group, actor_learner_thread, max_segment_steps, parent_pid):
     """Worker process ``number``: the actor-learner threads ``group`` on the run's shared block, until it stops."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the driver handles it
+    # Ctrl-C reaches the whole process group, and so does a scheduler's SIGTERM (Slurm's
+    # scancel, systemd's stop, `timeout`): the driver stops the run and saves it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
     try:
         configure_threads(args.seed, actor_threads=len(group))

@@ -178,18 +178,22 @@ def wait_until(condition, timeout):
 
 
 @pytest.mark.parametrize(
-    "signum, status",
-    [pytest.param(signal.SIGINT, 0, marks=pytest.mark.slow), (signal.SIGTERM, 128 + signal.SIGTERM)],
+    "signum, whole_group, status",
+    [
+        pytest.param(signal.SIGINT, True, 0, marks=pytest.mark.slow, id="ctrl-c"),  # the terminal signals the group
+        pytest.param(signal.SIGTERM, False, 128 + signal.SIGTERM, id="sigterm"),  # Docker's, Kubernetes': the main one
+        pytest.param(signal.SIGTERM, True, 128 + signal.SIGTERM, marks=pytest.mark.slow, id="sigterm-group"),  # Slurm's
+    ],
 )
-def test_ctrl_c_and_sigterm_stop_every_process_and_save(signum, status, tmp_path, run_dirs):
+def test_ctrl_c_and_sigterm_stop_every_process_and_save(signum, whole_group, status, tmp_path, run_dirs):
     process = start_in_own_group(*ENDLESS, "--experiment", "stop", *run_dirs)
     wait_for_line(process, r"^T [\d,]+/.*score -?\d")
     workers = worker_pids(process.pid)
     assert len(workers) == 1
-    if signum == signal.SIGINT:
-        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole group
+    if whole_group:
+        os.killpg(process.pid, signum)
     else:
-        process.send_signal(signal.SIGTERM)  # a scheduler's: the main process only
+        process.send_signal(signum)
     stdout, stderr = process.communicate(timeout=30)
     assert process.returncode == status, stderr
     assert "Traceback" not in stderr and "error" not in stderr, stderr
