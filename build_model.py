@@ -61,7 +61,8 @@ def _torso(num_actions, agent_history_length):
     _check_sizes(num_actions, agent_history_length)
     state = keras.Input((FRAME_SIZE, FRAME_SIZE, agent_history_length), dtype="uint8", name="state")
     x = keras.layers.Rescaling(1.0 / 255.0, dtype="float32")(state)
-    x = keras.layers.Lambda(lambda frames: frames - tf.reduce_mean(frames, axis=(1, 2, 3), keepdims=True))(x)
+    # Each frame centred on its own mean: see torso_activations_numpy.
+    x = keras.layers.Subtract()([x, keras.layers.GlobalAveragePooling2D(keepdims=True)(x)])
     for filters, kernel_size, stride in CONV_LAYERS:
         x = keras.layers.Conv2D(filters, kernel_size, strides=stride, activation="relu")(x)
     x = keras.layers.Flatten()(x)
@@ -171,7 +172,8 @@ def torso_activations_numpy(weights, state):
         y = np.dot(patches, kernel.reshape(-1, kernel.shape[-1]))
         if index == 0:
             y *= np.float32(1.0 / 255.0)
-            y -= np.float32(state.mean() / 255.0) * kernel.reshape(-1, kernel.shape[-1]).sum(axis=0)
+            frame_means = state.mean(axis=(0, 1), dtype=np.float32) * np.float32(1.0 / 255.0)
+            y -= np.dot(frame_means, kernel.sum(axis=(0, 1)))
         y += bias
         x = np.maximum(y, 0.0, out=y).reshape(side, side, -1)
         layers.append(x)
