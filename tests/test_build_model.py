@@ -160,6 +160,16 @@ def test_history_length_changes_only_the_first_kernel(builder):
     assert q_values(network, states(1, history=2)).shape == (1, NUM_ACTIONS)
 
 
+@pytest.mark.parametrize("history", [1, 6])  # 6: past the 4 channels of the NumPy pass's fast frame means
+def test_numpy_forward_pass_matches_the_model_for_other_history_lengths(history):
+    network = build_network(NUM_ACTIONS, agent_history_length=history)
+    randomize(network, seed=6)
+    batch = states(2, history=history, seed=7)
+    weights = [variable.numpy() for variable in network.trainable_variables]
+    numpy_q = np.stack([build_model.q_values_numpy(weights, state) for state in batch])
+    np.testing.assert_allclose(numpy_q, reference_q_values(weights, batch), rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("builder", BUILDERS, ids=lambda builder: builder.__name__)
 @pytest.mark.parametrize(
     "kwargs, message",
