@@ -29,9 +29,10 @@ RMSProp steps each weight by about the learning rate, so the filter's
 response to the background moves 256 times that each update, with a sign
 that changes from update to update. A filter whose response falls below
 zero everywhere stops firing and gets no gradient again. A3C at its default
-rate lost 15 of Pong's 16 first-layer filters within 10,000 steps, on every
-seed screened; with frames centred, none (docs/plan.md, "Screens a3c-pong-early-collapse").
-Breakout's black background gave no such drift, and loses nothing.
+rate lost 15 or 16 of Pong's 16 first-layer filters in each of ten runs
+screened, most within 10,000 steps; with frames centred, none (docs/plan.md,
+"Screens a3c-pong-early-collapse"). Breakout's background is black: n-step
+Q's Breakout hour, uncentred, lost no first-layer filter.
 """
 
 import cv2
