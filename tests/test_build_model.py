@@ -85,9 +85,10 @@ def test_copied_weights_give_the_same_q_values(copied_pair):
 
 
 def reference_q_values(variables, batch):
-    """The documented network in NumPy: x/255, conv 8x8/4, conv 4x4/2 (valid, ReLU), dense, linear."""
+    """The documented network in NumPy: x/255 centred per frame, conv 8x8/4, conv 4x4/2 (valid, ReLU), dense, linear."""
     k1, b1, k2, b2, w3, b3, w4, b4 = (np.asarray(variable, np.float64) for variable in variables)
     x = batch.astype(np.float64) / 255.0
+    x -= x.mean(axis=(1, 2), keepdims=True)
     for kernel, bias, stride in ((k1, b1, 4), (k2, b2, 2)):
         size = kernel.shape[0]
         patches = sliding_window_view(x, (size, size), axis=(1, 2))[:, ::stride, ::stride]
@@ -119,18 +120,21 @@ def test_numpy_forward_pass_for_acting_matches_the_model(copied_pair):
 
 
 @pytest.mark.parametrize("builder", BUILDERS, ids=lambda builder: builder.__name__)
-def test_input_is_scaled_inside_the_model(builder):
-    """Raw uint8 frames go in; black and white screens give the network's values at 0.0 and 1.0."""
+def test_input_is_scaled_and_centred_inside_the_model(builder):
+    """Raw uint8 frames go in; a frame brightened by a constant gives the same values, its contrast does not."""
     network = builder(NUM_ACTIONS)
     randomize(network, seed=4)
     assert network.inputs[0].dtype == "uint8"
-    shape = (1, FRAME_SIZE, FRAME_SIZE, 4)
-    black = q_values(network, np.zeros(shape, np.uint8))
-    white = q_values(network, np.full(shape, 255, np.uint8))
-    assert not np.allclose(black, white)
-    for q, screen in ((black, 0), (white, 255)):
-        expected = reference_q_values(network.trainable_variables, np.full(shape, screen, np.uint8))
-        np.testing.assert_allclose(q, expected, rtol=1e-4, atol=1e-5)
+    batch = states(1, seed=5) // 2  # room to brighten every pixel
+    brighter, contrast = batch.copy(), batch.copy()
+    brighter[..., 1] += 100  # one frame of the stack, as a flash would
+    contrast[..., 1] *= 2
+    q = q_values(network, batch)
+    np.testing.assert_allclose(q, reference_q_values(network.trainable_variables, batch), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(q_values(network, brighter), q, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(q_values(network, contrast), q, rtol=1e-4, atol=1e-5)
+    weights = [variable.numpy() for variable in network.trainable_variables]
+    np.testing.assert_allclose(build_model.q_values_numpy(weights, brighter[0]), q[0], rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("builder", BUILDERS, ids=lambda builder: builder.__name__)
@@ -154,6 +158,16 @@ def test_history_length_changes_only_the_first_kernel(builder):
     assert changed[0] == (8, 8, 2, 16)
     assert changed[1:] == base[1:]
     assert q_values(network, states(1, history=2)).shape == (1, NUM_ACTIONS)
+
+
+@pytest.mark.parametrize("history", [1, 6])  # 6: past the 4 channels of the NumPy pass's fast frame means
+def test_numpy_forward_pass_matches_the_model_for_other_history_lengths(history):
+    network = build_network(NUM_ACTIONS, agent_history_length=history)
+    randomize(network, seed=6)
+    batch = states(2, history=history, seed=7)
+    weights = [variable.numpy() for variable in network.trainable_variables]
+    numpy_q = np.stack([build_model.q_values_numpy(weights, state) for state in batch])
+    np.testing.assert_allclose(numpy_q, reference_q_values(weights, batch), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("builder", BUILDERS, ids=lambda builder: builder.__name__)
