@@ -42,6 +42,10 @@ import tensorflow as tf
 
 from atari_wrapper import FRAME_SIZE  # the network takes the frames the preprocessing makes
 
+# Raised whenever the same weights would compute something else; checkpoints
+# record it. 1: the paper's network, up to merge e9aa986; 2: frames centred.
+NETWORK_VERSION = 2
+
 # (filters, kernel size, stride) of the two convolutions, then the hidden width.
 CONV_LAYERS = ((16, 8, 4), (32, 4, 2))
 HIDDEN_UNITS = 256

@@ -1,7 +1,8 @@
 """Checkpoints: save, resume, refuse bad files; each also exported as a .keras model.
 
 A checkpoint holds the global network, the target network (for the learners
-that keep one), the RMSProp statistics and T as TensorFlow variables (the
+that keep one), the RMSProp statistics, T and the network's version as
+TensorFlow variables (the
 global network's are what ``--testing`` loads); the arrays the threads update
 are copied in to save and out after a restore. TensorFlow writes a
 checkpoint's files first and only then points the ``checkpoint`` index at
@@ -22,10 +23,12 @@ import tensorflow as tf
 
 from async_runtime.errors import CheckpointMismatch, UsageError
 from async_runtime.weights import all_finite
-from build_model import HIDDEN_UNITS
+from build_model import HIDDEN_UNITS, NETWORK_VERSION
 
 CHECKPOINTS_KEPT = 5
 KERAS_SUFFIX = ".keras"
+VERSION_KEY = "network_version/.ATTRIBUTES/VARIABLE_VALUE"
+VERSION_BEFORE_KEY = 1  # checkpoints made before the version was recorded
 
 
 class Checkpoints:
@@ -38,7 +41,10 @@ class Checkpoints:
         self.rmsprop = tf.Module()
         self.rmsprop.mean_squares = [tf.Variable(value, trainable=False) for value in shared.optimizer.mean_squares]
         self.T = tf.Variable(0, dtype=tf.int64, trainable=False)
-        parts = dict(global_network=self.global_network, optimizer=self.rmsprop, T=self.T)
+        network_version = tf.Variable(NETWORK_VERSION, dtype=tf.int64, trainable=False)
+        parts = dict(
+            global_network=self.global_network, optimizer=self.rmsprop, T=self.T, network_version=network_version
+        )
         self.target_network = None
         if shared.target is not None:
             self.target_network = parts["target_network"] = shared.model.build_network(shared.num_actions, history)
@@ -108,11 +114,18 @@ class Checkpoints:
 
 def restore(checkpoint, path, global_network):
     """Restore ``path`` into ``checkpoint``, refusing files that are missing, corrupt, or made for
-    another game or by another kind of learner than ``global_network``'s."""
+    another game, by another kind of learner or for another version of the network than ``global_network``'s."""
     try:
         saved_shapes = dict(tf.train.list_variables(path))
+        version = int(tf.train.load_variable(path, VERSION_KEY)) if VERSION_KEY in saved_shapes else VERSION_BEFORE_KEY
     except (tf.errors.OpError, ValueError) as error:
         raise UsageError(f"cannot read checkpoint {path}: {error.__class__.__name__}") from None
+    if version != NETWORK_VERSION:
+        # Same shapes, other arithmetic: it would load, then act on what its weights never learned.
+        raise CheckpointMismatch(
+            f"checkpoint {path} was made for network version {version}, this code's is {NETWORK_VERSION} "
+            "(build_model.NETWORK_VERSION says what changed): train afresh, or use the code that made it"
+        )
     saved = sorted(
         tuple(shape) for name, shape in saved_shapes.items() if name.startswith("global_network/") and shape
     )

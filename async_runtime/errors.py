@@ -6,4 +6,4 @@ class UsageError(Exception):
 
 
 class CheckpointMismatch(UsageError):
-    """A checkpoint that loads but was made for a game with another number of actions."""
+    """A readable checkpoint made for something else: another game, another learner, another network version."""

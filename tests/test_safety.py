@@ -4,6 +4,7 @@ Every case runs a real training process (or the real driver, for divergence)
 on Catch-v0, whose emulator starts in well under a second.
 """
 
+import os
 import signal
 import textwrap
 import time
@@ -13,11 +14,12 @@ import pytest
 import tensorflow as tf
 
 import async_q_nstep
-from async_runtime import driver
+from async_runtime import checkpoints, driver
 from async_runtime.actor_learner import ActorLearner
 from async_runtime.checkpoints import Checkpoints
+from async_runtime.errors import CheckpointMismatch
 from async_runtime.shared_state import SharedState
-from build_model import build_network
+from build_model import NETWORK_VERSION, build_network
 from conftest import ROOT, checkpoint_T, event_tags, run_script, script_env, start_script, wait_for_line
 
 CATCH = ["--game", "Catch-v0", "--num_actor_threads", "2", "--T_max", "100000000", "--summary_interval", "1"]
@@ -78,6 +80,28 @@ def test_a_checkpoint_restores_theta_theta_minus_the_rmsprop_statistics_and_T(tm
         for expected, actual in zip(before, after):
             np.testing.assert_array_equal(actual, expected)
     assert not np.array_equal(saved[0][-1], saved[1][-1]), "theta and theta-minus differ, so both were checked"
+
+
+def test_a_checkpoint_of_another_network_version_is_refused_for_training_and_testing(tmp_path, monkeypatch):
+    """Same shapes, other arithmetic: loading it would resume (or test) weights the network never learned."""
+    args = async_q_nstep.parse_args(["--game", "Catch-v0"])
+    shared = SharedState(args, num_actions=3)
+    network = build_network(num_actions=3)
+    # Before versions were recorded (before frames were centred), a checkpoint held the networks and T only.
+    unversioned_parts = tf.train.Checkpoint(global_network=network, T=tf.Variable(0, dtype=tf.int64))
+    unversioned = tf.train.CheckpointManager(unversioned_parts, str(tmp_path / "old"), max_to_keep=5).save()
+    monkeypatch.setattr(checkpoints, "NETWORK_VERSION", NETWORK_VERSION + 1)
+    newer = Checkpoints(shared, str(tmp_path / "newer")).save()
+    monkeypatch.undo()
+
+    for path, version in ((unversioned, 1), (newer, NETWORK_VERSION + 1)):
+        message = rf"made for network version {version}, this code's is {NETWORK_VERSION}"
+        with pytest.raises(CheckpointMismatch, match=message):
+            Checkpoints(SharedState(args, num_actions=3), os.path.dirname(path)).restore_latest()
+        with pytest.raises(CheckpointMismatch, match=message):  # what --testing calls
+            checkpoints.restore(tf.train.Checkpoint(global_network=network), path, network)
+    current = Checkpoints(shared, str(tmp_path / "current")).save()
+    checkpoints.restore(tf.train.Checkpoint(global_network=network), current, network)
 
 
 @pytest.mark.parametrize("signum, status", [(signal.SIGINT, 0), (signal.SIGTERM, 128 + signal.SIGTERM)])
