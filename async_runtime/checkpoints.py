@@ -2,12 +2,11 @@
 
 A checkpoint holds the global network, the target network (for the learners
 that keep one), the RMSProp statistics, T and the network's version as
-TensorFlow variables (the
-global network's are what ``--testing`` loads); the arrays the threads update
-are copied in to save and out after a restore. TensorFlow writes a
-checkpoint's files first and only then points the ``checkpoint`` index at
-them, atomically: a run killed mid-write leaves the previous checkpoint as
-the latest.
+TensorFlow variables (the global network's are what ``--testing`` loads); the
+arrays the threads update are copied in to save and out after a restore.
+TensorFlow writes a checkpoint's files first and only then points the
+``checkpoint`` index at them, atomically: a run killed mid-write leaves the
+previous checkpoint as the latest.
 
 Beside each checkpoint ``ckpt-T``, ``ckpt-T.keras`` holds the global network
 alone, for ``keras.models.load_model`` anywhere (README, "Using a trained
@@ -28,7 +27,7 @@ from build_model import HIDDEN_UNITS, NETWORK_VERSION
 CHECKPOINTS_KEPT = 5
 KERAS_SUFFIX = ".keras"
 VERSION_KEY = "network_version/.ATTRIBUTES/VARIABLE_VALUE"
-VERSION_BEFORE_KEY = 1  # checkpoints made before the version was recorded
+UNRECORDED_VERSION = 1  # what a checkpoint made before versions were recorded holds
 
 
 class Checkpoints:
@@ -117,7 +116,9 @@ def restore(checkpoint, path, global_network):
     another game, by another kind of learner or for another version of the network than ``global_network``'s."""
     try:
         saved_shapes = dict(tf.train.list_variables(path))
-        version = int(tf.train.load_variable(path, VERSION_KEY)) if VERSION_KEY in saved_shapes else VERSION_BEFORE_KEY
+        version = UNRECORDED_VERSION
+        if VERSION_KEY in saved_shapes:
+            version = int(tf.train.load_variable(path, VERSION_KEY))
     except (tf.errors.OpError, ValueError) as error:
         raise UsageError(f"cannot read checkpoint {path}: {error.__class__.__name__}") from None
     if version != NETWORK_VERSION:
