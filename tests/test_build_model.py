@@ -85,10 +85,13 @@ def test_copied_weights_give_the_same_q_values(copied_pair):
 
 
 def reference_q_values(variables, batch):
-    """The documented network in NumPy: x/255 centred per frame, conv 8x8/4, conv 4x4/2 (valid, ReLU), dense, linear."""
+    """The documented network in NumPy: x/255 less each frame's background, conv 8x8/4, conv 4x4/2 (valid, ReLU), dense, linear."""
+    return reference_q_values_of_scaled(variables, (batch - backgrounds(batch)[:, None, None, :]) / 255.0)
+
+
+def reference_q_values_of_scaled(variables, x):
+    """The network after its input's scaling and centring: conv 8x8/4, conv 4x4/2 (valid, ReLU), dense, linear."""
     k1, b1, k2, b2, w3, b3, w4, b4 = (np.asarray(variable, np.float64) for variable in variables)
-    x = batch.astype(np.float64) / 255.0
-    x -= x.mean(axis=(1, 2), keepdims=True)
     for kernel, bias, stride in ((k1, b1, 4), (k2, b2, 2)):
         size = kernel.shape[0]
         patches = sliding_window_view(x, (size, size), axis=(1, 2))[:, ::stride, ::stride]
@@ -96,6 +99,14 @@ def reference_q_values(variables, batch):
         x = np.maximum(np.einsum("bhwcij,ijcf->bhwf", patches, kernel) + bias, 0.0)
     x = np.maximum(x.reshape(len(x), -1) @ w3 + b3, 0.0)
     return x @ w4 + b4
+
+
+def backgrounds(batch):
+    """Each frame's most common value among every BACKGROUND_STRIDE-th pixel of its rows and columns, the lowest on a tie."""
+    stride = build_model.BACKGROUND_STRIDE
+    sample = batch[:, ::stride, ::stride, :]
+    return np.array([[np.bincount(sample[i, ..., f].ravel(), minlength=256).argmax() for f in range(batch.shape[-1])]
+                     for i in range(len(batch))], np.float64)
 
 
 def test_both_builders_compute_the_documented_network(copied_pair):
@@ -135,6 +146,26 @@ def test_input_is_scaled_and_centred_inside_the_model(builder):
     assert not np.allclose(q_values(network, contrast), q, rtol=1e-4, atol=1e-5)
     weights = [variable.numpy() for variable in network.trainable_variables]
     np.testing.assert_allclose(build_model.q_values_numpy(weights, brighter[0]), q[0], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("builder", BUILDERS, ids=lambda builder: builder.__name__)
+def test_each_frame_is_centred_on_its_most_common_value_not_its_mean(builder):
+    """Bright objects on a grey or black background: the background, not the frame's mean, goes to zero."""
+    network = builder(NUM_ACTIONS)
+    randomize(network, seed=6)
+    rng = np.random.default_rng(7)
+    backgrounds_set = np.array([87, 0, 87, 0], np.uint8)  # Pong's grey, Breakout's black
+    state = np.broadcast_to(backgrounds_set, (1, FRAME_SIZE, FRAME_SIZE, 4)).copy()
+    objects = rng.random(state.shape) < 0.3  # bright objects on 30% of the pixels: the mean is well above the background
+    state[objects] = 236
+    centred = (state.astype(np.float32) - backgrounds_set) / 255.0
+    mean_centred = state / 255.0 - (state / 255.0).mean(axis=(1, 2), keepdims=True)
+    weights = [variable.numpy() for variable in network.trainable_variables]
+
+    expected = reference_q_values_of_scaled(weights, centred)
+    np.testing.assert_allclose(q_values(network, state), expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(build_model.q_values_numpy(weights, state[0]), expected[0], rtol=1e-4, atol=1e-5)
+    assert not np.allclose(reference_q_values_of_scaled(weights, mean_centred), expected, rtol=1e-3, atol=1e-3)
 
 
 @pytest.mark.parametrize("builder", BUILDERS, ids=lambda builder: builder.__name__)
