@@ -99,11 +99,23 @@ def _torso(num_actions, agent_history_length):
 
 def _frame_backgrounds_keras(state):
     """Each frame's most common pixel value over 255, (batch, 1, 1, m), in Keras ops that the .keras export keeps."""
-    sample = ops.cast(state[:, ::BACKGROUND_STRIDE, ::BACKGROUND_STRIDE, :], "int32")
+    history = state.shape[-1]
+    pixels = _sampled_pixels_by_frame(ops.cast(state, "int32"))
+    counts = keras.layers.CategoryEncoding(256 * history, output_mode="count")(pixels)
+    background = ops.argmax(ops.reshape(counts, (-1, history, 256)), axis=-1)
+    return ops.reshape(ops.cast(background, "float32") / 255.0, (-1, 1, 1, history))
+
+
+def _sampled_pixels_by_frame(state):
+    """One row per state of its sampled pixels, frame f's values shifted to 256 f .. 256 f + 255.
+
+    A count of 256 m bins is then each frame's 256 counts in a row, with no
+    transpose (TensorFlow's for integers prints a oneDNN notice).
+    """
+    sample = state[:, ::BACKGROUND_STRIDE, ::BACKGROUND_STRIDE, :]
     _, rows, columns, history = sample.shape
-    pixels = ops.reshape(ops.transpose(sample, (0, 3, 1, 2)), (-1, rows * columns))  # one row per frame
-    counts = keras.layers.CategoryEncoding(256, output_mode="count")(pixels)
-    return ops.reshape(ops.cast(ops.argmax(counts, axis=-1), "float32") / 255.0, (-1, 1, 1, history))
+    shifts = np.arange(0, 256 * history, 256, dtype=np.int32)  # a constant in the graph, not a captured tensor
+    return ops.reshape(sample + shifts, (-1, rows * columns * history))
 
 
 class QNetworkOps(keras.layers.Layer):
@@ -145,10 +157,12 @@ class QNetworkOps(keras.layers.Layer):
 
     def call(self, state):
         x = tf.cast(state, tf.float32) / 255.0
-        sample = tf.cast(state[:, ::BACKGROUND_STRIDE, ::BACKGROUND_STRIDE, :], tf.int32)
-        pixels = tf.reshape(tf.transpose(sample, (0, 3, 1, 2)), (-1, sample.shape[1] * sample.shape[2]))
-        counts = tf.math.bincount(pixels, minlength=256, maxlength=256, axis=-1)
-        x -= tf.reshape(tf.cast(tf.argmax(counts, axis=-1), tf.float32) / 255.0, (-1, 1, 1, state.shape[-1]))
+        history = state.shape[-1]
+        counts = tf.math.bincount(
+            _sampled_pixels_by_frame(tf.cast(state, tf.int32)), minlength=256 * history, maxlength=256 * history, axis=-1
+        )
+        background = tf.argmax(tf.reshape(counts, (-1, history, 256)), axis=-1)
+        x -= tf.reshape(tf.cast(background, tf.float32) / 255.0, (-1, 1, 1, history))
         for (kernel, bias), (_, _, stride) in zip(self.conv_weights, CONV_LAYERS):
             x = tf.nn.relu(tf.nn.conv2d(x, kernel, strides=stride, padding="VALID") + bias)
         x = tf.reshape(x, (-1, self.hidden_kernel.shape[0]))
