@@ -35,23 +35,19 @@ def evaluate(args, model):
         )
     restore(tf.train.Checkpoint(global_network=network), path, network)
     rng = np.random.default_rng(args.seed)
+    # The NumPy pass the actor-learners act with: the same actions as training
+    # takes, at 0.2 ms a state, where a compiled TensorFlow call takes about 1.
+    weights = [variable.numpy() for variable in network.trainable_variables]
 
     if model.explores_epsilon_greedily:
 
-        @tf.function(jit_compile=True)
-        def greedy(state):
-            return tf.argmax(network(state[None])[0], output_type=tf.int32)
+        def policy_action(state):
+            return int(np.argmax(model.outputs_numpy(weights, state)))
 
-        policy_action = greedy
     else:
 
-        @tf.function(jit_compile=True)
-        def policy(state):
-            return tf.nn.softmax(network(state[None])[0][0])
-
         def policy_action(state):
-            probabilities = policy(state).numpy().astype(np.float64)
-            return rng.choice(num_actions, p=probabilities / probabilities.sum())
+            return rng.choice(num_actions, p=model.outputs_numpy(weights, state)[:num_actions])
 
     print(f"testing {path} on {args.game}: {args.num_eval_episodes} episodes, epsilon {args.eval_epsilon}")
     summary = {
