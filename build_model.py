@@ -98,24 +98,17 @@ def _torso(num_actions, agent_history_length):
 
 
 def _frame_backgrounds_keras(state):
-    """Each frame's most common pixel value over 255, (batch, 1, 1, m), in Keras ops that the .keras export keeps."""
-    history = state.shape[-1]
-    pixels = _sampled_pixels_by_frame(ops.cast(state, "int32"))
-    counts = keras.layers.CategoryEncoding(256 * history, output_mode="count")(pixels)
-    background = ops.argmax(ops.reshape(counts, (-1, history, 256)), axis=-1)
-    return ops.reshape(ops.cast(background, "float32") / 255.0, (-1, 1, 1, history))
+    """Each frame's most common pixel value over 255, (batch, 1, 1, m), in Keras ops that the .keras export keeps.
 
-
-def _sampled_pixels_by_frame(state):
-    """One row per state of its sampled pixels, frame f's values shifted to 256 f .. 256 f + 255.
-
-    A count of 256 m bins is then each frame's 256 counts in a row, with no
-    transpose (TensorFlow's for integers prints a oneDNN notice).
+    Counted by comparing every sampled pixel with each of the 256 values, which
+    XLA fuses into one reduction of fixed size. A bincount's size is the
+    largest value counted plus one, which XLA must know as it compiles: it
+    compiled again on new states until the process ran out of memory maps.
     """
-    sample = state[:, ::BACKGROUND_STRIDE, ::BACKGROUND_STRIDE, :]
-    _, rows, columns, history = sample.shape
-    shifts = np.arange(0, 256 * history, 256, dtype=np.int32)  # a constant in the graph, not a captured tensor
-    return ops.reshape(sample + shifts, (-1, rows * columns * history))
+    pixels = ops.cast(state[:, ::BACKGROUND_STRIDE, ::BACKGROUND_STRIDE, :], "int32")
+    values = np.arange(256, dtype=np.int32)  # a constant in the graph, not a captured tensor
+    counts = ops.sum(ops.cast(ops.equal(ops.expand_dims(pixels, -1), values), "int32"), axis=(1, 2))  # (batch, m, 256)
+    return ops.reshape(ops.cast(ops.argmax(counts, axis=-1), "float32") / 255.0, (-1, 1, 1, state.shape[-1]))
 
 
 class QNetworkOps(keras.layers.Layer):
@@ -157,12 +150,7 @@ class QNetworkOps(keras.layers.Layer):
 
     def call(self, state):
         x = tf.cast(state, tf.float32) / 255.0
-        history = state.shape[-1]
-        counts = tf.math.bincount(
-            _sampled_pixels_by_frame(tf.cast(state, tf.int32)), minlength=256 * history, maxlength=256 * history, axis=-1
-        )
-        background = tf.argmax(tf.reshape(counts, (-1, history, 256)), axis=-1)
-        x -= tf.reshape(tf.cast(background, tf.float32) / 255.0, (-1, 1, 1, history))
+        x -= _frame_backgrounds_keras(state)  # Keras' ops are TensorFlow's here
         for (kernel, bias), (_, _, stride) in zip(self.conv_weights, CONV_LAYERS):
             x = tf.nn.relu(tf.nn.conv2d(x, kernel, strides=stride, padding="VALID") + bias)
         x = tf.reshape(x, (-1, self.hidden_kernel.shape[0]))

@@ -1,7 +1,10 @@
 """The Q-network's two builders: same architecture, same variables, same Q-values."""
 
+import os
+
 import numpy as np
 import pytest
+import tensorflow as tf
 from numpy.lib.stride_tricks import sliding_window_view
 
 import build_model
@@ -166,6 +169,28 @@ def test_each_frame_is_centred_on_its_most_common_value_not_its_mean(builder):
     np.testing.assert_allclose(q_values(network, state), expected, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(build_model.q_values_numpy(weights, state[0]), expected[0], rtol=1e-4, atol=1e-5)
     assert not np.allclose(reference_q_values_of_scaled(weights, mean_centred), expected, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="counts the process's memory maps (Linux)")
+@pytest.mark.parametrize("builder", BUILDERS, ids=lambda builder: builder.__name__)
+def test_an_xla_compiled_pass_compiles_once_whatever_the_states_hold(builder):
+    """Each program XLA compiles keeps memory maps for good: a pass that compiled again for new states
+    (a bincount's size follows the largest value counted) ran a process out of them within minutes."""
+    network = builder(NUM_ACTIONS)
+    forward = tf.function(network, jit_compile=True)
+    rng = np.random.default_rng(8)
+    batch = states(40, seed=8)
+    batch[rng.random(batch.shape) < 0.7] = 0  # mostly background, as game frames are
+    forward(batch[:1])  # compiled here, once
+
+    def memory_maps():
+        with open("/proc/self/maps") as maps:
+            return sum(1 for _ in maps)
+
+    before = memory_maps()
+    for index in range(1, len(batch)):
+        forward(batch[index : index + 1]).numpy()
+    assert memory_maps() - before < 40
 
 
 @pytest.mark.parametrize("builder", BUILDERS, ids=lambda builder: builder.__name__)
