@@ -33,8 +33,8 @@ its default rate lost 15 or 16 of Pong's 16 first-layer filters in each of
 ten runs screened, most within 10,000 steps; with frames centred, none
 (docs/plan.md, "Screens a3c-pong-early-collapse"). The background is the
 frame's most common pixel value, not its mean: on Breakout (black, with
-grey walls and coloured bricks) the mean would put the background at -0.1
-and move it as bricks break, where the most common value leaves Breakout's
+grey walls and coloured bricks) the mean put the background at -0.16,
+where the most common value leaves Breakout's
 frames as the paper's network saw them, and A3C's centred-on-the-mean
 Breakout fell far behind its uncentred draws (docs/plan.md, section 2).
 """
