@@ -36,7 +36,8 @@ class Checkpoints:
     def __init__(self, shared, directory):
         self.shared = shared
         history = shared.args.agent_history_length
-        self.global_network = shared.model.build_network(shared.num_actions, history)
+        # Portable: these networks only hold weights, and the global one is saved as .keras.
+        self.global_network = shared.model.build_network(shared.num_actions, history, portable=True)
         self.rmsprop = tf.Module()
         self.rmsprop.mean_squares = [tf.Variable(value, trainable=False) for value in shared.optimizer.mean_squares]
         self.T = tf.Variable(0, dtype=tf.int64, trainable=False)
@@ -46,7 +47,9 @@ class Checkpoints:
         )
         self.target_network = None
         if shared.target is not None:
-            self.target_network = parts["target_network"] = shared.model.build_network(shared.num_actions, history)
+            self.target_network = parts["target_network"] = shared.model.build_network(
+                shared.num_actions, history, portable=True
+            )
         self.checkpoint = tf.train.Checkpoint(**parts)
         self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=CHECKPOINTS_KEPT)
 
@@ -152,6 +155,15 @@ def restore(checkpoint, path, global_network):
 
 def _restore_checked(checkpoint, path):
     try:
-        checkpoint.restore(path).expect_partial()
+        status = checkpoint.restore(path).expect_partial()
     except (tf.errors.OpError, ValueError, AssertionError) as error:
         raise UsageError(f"cannot load checkpoint {path}: {error.__class__.__name__}") from None
+    try:
+        # TensorFlow finds variables by their place in the Keras graph and
+        # only warns about those it cannot find, leaving them as initialised.
+        status.assert_existing_objects_matched()
+    except AssertionError:
+        raise CheckpointMismatch(
+            f"checkpoint {path} names its weights by another layout of the network than this code's: "
+            "train afresh, or use the code that made it"
+        ) from None

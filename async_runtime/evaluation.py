@@ -24,7 +24,7 @@ from async_runtime.schedules import epsilon_greedy
 def evaluate(args, model):
     """Play --num_eval_episodes with ``model``'s network; print and log each score and the summary."""
     num_actions = num_actions_of(args)
-    network = model.build_network(num_actions, args.agent_history_length)
+    network = model.build_network(num_actions, args.agent_history_length, portable=True)  # the checkpoint's layout
     if args.record_video:
         ensure_writable(args.record_video)
     path = args.checkpoint_file or tf.train.latest_checkpoint(os.path.join(args.checkpoint_dir, args.experiment))

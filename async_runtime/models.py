@@ -27,7 +27,7 @@ class Model:
     return per row. It returns the loss summed over the real rows.
     """
 
-    build_network: Callable  # (num_actions, agent_history_length) -> keras.Model
+    build_network: Callable  # (num_actions, agent_history_length, portable=False) -> keras.Model
     loss: Callable
     loss_tag: str  # its TensorBoard tag
     value_tag: str  # the tag of an episode's mean state value, as acting estimates it

@@ -10,7 +10,14 @@ from numpy.lib.stride_tricks import sliding_window_view
 import build_model
 from build_model import FRAME_SIZE, build_network, build_network_tf_layers
 
-BUILDERS = [build_network, build_network_tf_layers]
+
+
+def build_portable_network(num_actions, agent_history_length=4):
+    """build_network as the .keras export saves it: its backgrounds counted in Keras ops."""
+    return build_network(num_actions, agent_history_length, portable=True)
+
+
+BUILDERS = [build_network, build_portable_network, build_network_tf_layers]
 NUM_ACTIONS = 6
 PAPER_PARAMETERS = 677_686  # 6 actions, 4 frames (build_model's docstring)
 

@@ -51,8 +51,8 @@ def test_kill_9_at_random_moments_resumes_from_the_latest_checkpoint(tmp_path, r
     assert Checkpoints(shared, str(checkpoints)).restore_latest() == latest
     assert shared.T.value == last_T
     # ...and the restored target network is the one the bootstrap uses.
-    target_network = build_network(num_actions=3)
-    tf.train.Checkpoint(target_network=target_network).restore(latest).expect_partial()
+    target_network = build_network(num_actions=3, portable=True)  # the layout checkpoints are saved in
+    tf.train.Checkpoint(target_network=target_network).restore(latest).expect_partial().assert_existing_objects_matched()
     state = np.random.default_rng(1).integers(0, 256, (1, 84, 84, 4), dtype=np.uint8)
     learner = ActorLearner(0, shared, max_segment_steps=5)
     np.testing.assert_allclose(
@@ -101,7 +101,18 @@ def test_a_checkpoint_of_another_network_version_is_refused_for_training_and_tes
         with pytest.raises(CheckpointMismatch, match=message):  # what --testing calls
             checkpoints.restore(tf.train.Checkpoint(global_network=network), path, network)
     current = Checkpoints(shared, str(tmp_path / "current")).save()
-    checkpoints.restore(tf.train.Checkpoint(global_network=network), current, network)
+    portable = build_network(num_actions=3, portable=True)  # the layout checkpoints are saved in
+    checkpoints.restore(tf.train.Checkpoint(global_network=portable), current, portable)
+
+
+def test_a_checkpoint_of_another_layout_is_refused_not_left_unloaded(tmp_path):
+    """Same version and shapes, weights named by other places in the Keras graph: TensorFlow would only
+    warn and leave the network as initialised, so --testing would play an untrained network."""
+    args = async_q_nstep.parse_args(["--game", "Catch-v0"])
+    path = Checkpoints(SharedState(args, num_actions=3), str(tmp_path)).save()
+    other_layout = build_network(num_actions=3)  # its backgrounds by a layer of ours, not Keras ops
+    with pytest.raises(CheckpointMismatch, match="another layout of the network"):
+        checkpoints.restore(tf.train.Checkpoint(global_network=other_layout), path, other_layout)
 
 
 @pytest.mark.parametrize("signum, status", [(signal.SIGINT, 0), (signal.SIGTERM, 128 + signal.SIGTERM)])
