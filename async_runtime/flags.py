@@ -142,7 +142,15 @@ def common_parser(description, default_experiment, value_based=True):
     )
     add("--checkpoint_file", default=None, help="checkpoint to evaluate; default: the experiment's latest")
     add("--num_eval_episodes", type=int, default=30, help="episodes played by --testing")
-    add("--eval_epsilon", type=float, default=0.05, help="exploration rate while testing")
+    # DQN's 0.05 keeps a greedy policy from looping; a sampled one explores already, and at 0.05
+    # A3C's last Breakout checkpoint lost half its score (docs/plan.md, the test's epsilon).
+    add(
+        "--eval_epsilon",
+        type=float,
+        default=0.05 if value_based else 0.0,
+        help="exploration rate while testing: 0.05 for the greedy Q learners (DQN's protocol), 0 for A3C, "
+        "whose sampled policy explores already",
+    )
     add(
         "--eval_noop_max",
         type=int,

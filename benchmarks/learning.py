@@ -12,11 +12,12 @@
    ``--checkpoint_minutes``; the script keeps its last 5, so each one is
    copied to ``OUTPUT/kept`` once TensorFlow's index names it (complete).
 2. Tests each kept checkpoint with the script's own ``--testing``: the
-   papers' protocol (up to 30 no-op frames, epsilon 0.05, 18,000-frame cap),
+   papers' protocol (up to 30 no-op frames, 18,000-frame cap) at the
+   script's ``--eval_epsilon`` (0.05 for the Q learners, 0 for A3C),
    ``--eval_episodes`` episodes each and ``--final_eval_episodes`` for the last.
 3. Writes ``OUTPUT/learning.json`` (per checkpoint: T, emulator frames,
    minutes of training, the training mean score of the last 100 games, the
-   test mean ± std) and ``OUTPUT/learning.png`` (both against minutes).
+   test's epsilon, mean ± std) and ``OUTPUT/learning.png`` (both against minutes).
 
 With ``--results results``, the JSON and PNG are also copied to
 ``results/<game>/<learner>_seed<N>.json`` and ``.png`` (learner: the script's
@@ -24,7 +25,8 @@ name without ``async_``), where ``python benchmarks/report.py`` reads them.
 The JSON records the command, the code's commit, the package versions and
 the machine (benchmarks/provenance.py).
 
-``--evaluate_only`` redoes steps 2 and 3 on an OUTPUT that has a run.
+``--evaluate_only`` redoes steps 2 and 3 on an OUTPUT that has a run,
+testing again the checkpoints whose episodes or epsilon differ from now.
 The minutes are the measurement: run nothing else heavy beside it.
 """
 
@@ -97,7 +99,7 @@ def main(argv=None):
     checkpoints = sorted(kept_checkpoints(kept), key=checkpoint_number)
     if not checkpoints:
         sys.exit(f"error: no checkpoint in {kept}")
-    for path, episodes in still_to_test(checkpoints, options):
+    for path, episodes in still_to_test(checkpoints, options, args.eval_epsilon):
         tested = subprocess.run(
             [sys.executable, script, *run_flags, "--testing", "--checkpoint_file", path,
              "--num_eval_episodes", str(episodes)],
@@ -143,12 +145,14 @@ def claim_output(parser, options, published, command):
     return kept
 
 
-def still_to_test(checkpoints, options):
-    """(path, episodes) for each checkpoint not yet tested with its episodes: --final_eval_episodes for
-    the last, --eval_episodes for the others (with --evaluate_only again, those tested are skipped)."""
+def still_to_test(checkpoints, options, epsilon):
+    """(path, episodes) for each checkpoint not yet tested with its episodes and ``epsilon``:
+    --final_eval_episodes for the last, --eval_episodes for the others (with --evaluate_only again,
+    those tested are skipped)."""
     for path in checkpoints:
         episodes = options.final_eval_episodes if path == checkpoints[-1] else options.eval_episodes
-        if not (os.path.exists(f"{path}.eval.json") and read_json(f"{path}.eval.json")["episodes"] == episodes):
+        tested = read_json(f"{path}.eval.json") if os.path.exists(f"{path}.eval.json") else {}
+        if (tested.get("episodes"), tested.get("eval_epsilon")) != (episodes, epsilon):
             yield path, episodes
 
 
@@ -254,6 +258,7 @@ def build_report(output, checkpoints, games, frames_per_step, **identity):
             "minutes": float(seconds[played][-1] / 60) if played.any() else 0.0,
             "games": int(played.sum()),
             "training_mean": float(np.mean(scores[played][-TRAINING_MEAN_GAMES:])) if played.any() else None,
+            "test_epsilon": test["eval_epsilon"],
             "test_mean": test["mean"],
             "test_std": test["std"],
             "test_median": test["median"],
@@ -283,7 +288,7 @@ def plot(report, path):
     rows = report["checkpoints"]
     axes.errorbar(
         [row["minutes"] for row in rows], [row["test_mean"] for row in rows], yerr=[row["test_std"] for row in rows],
-        fmt="o", capsize=4, label="--testing: mean ± std (no-op starts, epsilon 0.05)",
+        fmt="o", capsize=4, label=f"--testing: mean ± std (no-op starts, epsilon {rows[-1]['test_epsilon']:g})",
     )
     axes.set_xlabel("minutes of training")
     axes.set_ylabel("score per game")

@@ -32,7 +32,9 @@ ALGORITHMS = {"a2c": stable_baselines3.A2C, "ppo": stable_baselines3.PPO}
 # The zoo's n_timesteps for Atari: its linear schedules (PPO's) anneal over it, whatever the budget.
 ZOO_TIMESTEPS = 10_000_000
 VEC_ENVS = {"subproc": SubprocVecEnv, "dummy": DummyVecEnv}
-TESTING = flags.common_parser("", default_experiment="peers")  # --testing's protocol, from its own defaults
+# --testing's protocol, from its own defaults: those of A3C, which samples its policy as the peers do
+TESTING = flags.common_parser("", default_experiment="peers", value_based=False)
+EVAL_EPSILON = TESTING.get_default("eval_epsilon")
 
 
 def linear(initial):
@@ -126,13 +128,12 @@ def test(path, options, episodes):
     """``path``.zip under --testing's protocol: ``path``.eval.json, as --testing writes for ours."""
     model = ALGORITHMS[options.algo].load(f"{path}.zip", device="cpu")
     rng = np.random.default_rng(options.seed)
-    epsilon = TESTING.get_default("eval_epsilon")
-    print(f"testing {path}.zip on {options.game}: {episodes} episodes, epsilon {epsilon}", flush=True)
+    print(f"testing {path}.zip on {options.game}: {episodes} episodes, epsilon {EVAL_EPSILON}", flush=True)
     summary = {
         "checkpoint": f"{path}.zip",
         **play(
             options.game, lambda state: int(model.predict(state, deterministic=False)[0]),
-            model.action_space.n, rng, episodes=episodes, epsilon=epsilon,
+            model.action_space.n, rng, episodes=episodes, epsilon=EVAL_EPSILON,
             noop_max=TESTING.get_default("eval_noop_max"),
             max_episode_frames=TESTING.get_default("eval_max_episode_frames"), seed=options.seed,
             agent_history_length=TESTING.get_default("agent_history_length"),

@@ -17,8 +17,8 @@ benchmarks/learning.py measures ours, so one table and one figure hold both
    (OUTPUT/kept/ckpt-<T>.zip, T in agent steps over all environments).
 2. Tests each checkpoint with ``--testing``'s protocol and its defaults
    (async_runtime.evaluation.play: whole games, up to 30 no-op frames,
-   epsilon 0.05, 18,000-frame cap), sampling the policy as our A3C does
-   and as the zoo tests Atari agents.
+   18,000-frame cap), sampling the policy as our A3C does and as the zoo
+   tests Atari agents, and at A3C's test epsilon, 0.
 3. Writes OUTPUT/learning.json and learning.png in learning.py's shape
    (learner ``sb3_a2c`` or ``sb3_ppo``), and with ``--results DIR`` copies
    them to DIR/<game>/sb3_<algo>_seed<N>.json and .png.
@@ -86,7 +86,7 @@ def main(argv=None):
                          key=checkpoint_number)
     if not checkpoints:
         sys.exit(f"error: no checkpoint in {kept}")
-    for path, episodes in still_to_test(checkpoints, options):
+    for path, episodes in still_to_test(checkpoints, options, peer_training.EVAL_EPSILON):
         peer_training.test(path, options, episodes)
     games = read_json(os.path.join(options.output, "games.json"))
     report = build_report(

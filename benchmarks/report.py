@@ -6,7 +6,7 @@
 Each run is one ``results/<game>/<learner>_seed<N>.json`` written by
 ``benchmarks/learning.py --results results`` (or, for Stable-Baselines3's
 agents, ``benchmarks/peers.py``). Runs of one game and learner
-with the same flags (``--seed`` aside) are one row: test scores at 15, 30
+with the same flags (``--seed`` aside), tested at the same epsilon, are one row: test scores at 15, 30
 and 60 minutes of training and at the end, as the mean over seeds and their
 range, and frames per second. A run's score at a time is its checkpoint
 within CHECKPOINT_SLACK minutes of it; none, no figure (nothing is
@@ -61,8 +61,20 @@ def load_runs(results=RESULTS):
         if missing:
             raise ReportError(f"{os.path.relpath(path, ROOT)}: no {', '.join(sorted(missing))} (not from learning.py or peers.py)")
         run["path"] = os.path.relpath(path, ROOT)
+        run["test_epsilon"] = test_epsilon(run)
         runs.append(run)
     return sorted(runs, key=lambda run: (run["game"], learner_order(run["learner"]), recipe_of(run), run["seed"]))
+
+
+def test_epsilon(run):
+    """The one epsilon all the run's checkpoints were tested at: scores at two cannot share a row."""
+    epsilons = {row.get("test_epsilon") for row in run["checkpoints"]}
+    if None in epsilons or len(epsilons) != 1:
+        raise ReportError(
+            f"{run['path']}: its checkpoints' test epsilons are {sorted(map(str, epsilons))}, not one value: "
+            "test them again with --evaluate_only"
+        )
+    return epsilons.pop()
 
 
 def learner_order(learner):
@@ -86,7 +98,7 @@ def recipe_of(run):
 def group_runs(runs):
     groups = {}
     for run in runs:
-        groups.setdefault((run["game"], run["learner"], recipe_of(run)), []).append(run)
+        groups.setdefault((run["game"], run["learner"], recipe_of(run), run["test_epsilon"]), []).append(run)
     return groups
 
 
@@ -112,11 +124,11 @@ def spread(values):
 
 def table(groups):
     lines = [
-        "| game | learner | flags beyond the defaults | seeds | test at 15 min | 30 min | 60 min "
+        "| game | learner | flags beyond the defaults | test epsilon | seeds | test at 15 min | 30 min | 60 min "
         "| paper at 60 min | at the end (min) | frames/s |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for (game, learner, recipe), runs in groups.items():
+    for (game, learner, recipe, epsilon), runs in groups.items():
         ends = [run["checkpoints"][-1] for run in runs]
         end_minutes = statistics.mean(row["minutes"] for row in ends)
         rates = [frames_per_second(run) for run in runs]
@@ -124,6 +136,7 @@ def table(groups):
             game,
             LEARNERS.get(learner, learner),
             f"`{recipe}`" if recipe else "defaults",
+            f"{epsilon:g}",
             ", ".join(str(run["seed"]) for run in runs),
             *(spread([score_at(run, minutes) for run in runs]) for minutes in MINUTES),
             f"~{PAPER_ONE_HOUR[game]:,}" if game in PAPER_ONE_HOUR else "-",
@@ -143,8 +156,8 @@ def section(runs, with_figure=True):
         return "No run has been recorded in results/ yet: docs/plan.md lists the runs that will fill this table.\n"
     groups = group_runs(runs)
     lines = [
-        "Test scores (`--testing`: up to 30 no-op starts, epsilon 0.05, 10 episodes per checkpoint and 30 at the "
-        "end) as the mean over seeds and, in brackets, their range; frames/s over the whole run. Paper at 60 min: "
+        "Test scores (`--testing`: up to 30 no-op starts, 10 episodes per checkpoint and 30 at the end, at the "
+        "row's epsilon: 0.05 for the greedy Q learners, 0 for the policies that sample their actions) as the mean over seeds and, in brackets, their range; frames/s over the whole run. Paper at 60 min: "
         "its 1-step Q on 16 threads after one hour, read by eye off its curves (Mnih et al. 2016; Pong not read). "
         "A row of one seed is one draw, not a result: threads interleave differently on every run.",
         "",
@@ -164,13 +177,13 @@ def section(runs, with_figure=True):
 def figure(runs, path):
     """One panel per game, one line per learner (and recipe): the mean over seeds, their range as a band."""
     groups = group_runs(runs)
-    games = sorted({game for game, _, _ in groups})
+    games = sorted({game for game, *_ in groups})
     columns = min(len(games), 3)
     rows = -(-len(games) // columns)
     plot = Figure(figsize=(4.2 * columns, 3.4 * rows), layout="constrained")
     axes_of = plot.subplots(rows, columns, squeeze=False).ravel()
     for axes, game in zip(axes_of, games):
-        for (group_game, learner, recipe), group in groups.items():
+        for (group_game, learner, recipe, epsilon), group in groups.items():
             if group_game != game:
                 continue
             # Seeds' checkpoints fall at slightly different minutes: align them by index.
@@ -178,7 +191,7 @@ def figure(runs, path):
             hours = [statistics.mean(run["checkpoints"][i]["minutes"] for run in group) / 60 for i in range(count)]
             scores = [[run["checkpoints"][i]["test_mean"] for run in group] for i in range(count)]
             seeds = f"{len(group)} seed{'s' if len(group) > 1 else ''}"
-            label = LEARNERS.get(learner, learner) + (f" ({recipe})" if recipe else "") + f", {seeds}"
+            label = LEARNERS.get(learner, learner) + (f" ({recipe})" if recipe else "") + f", epsilon {epsilon:g}, {seeds}"
             line, = axes.plot(hours, [statistics.mean(values) for values in scores], marker="o", label=label)
             if len(group) > 1:
                 axes.fill_between(hours, [min(values) for values in scores], [max(values) for values in scores],

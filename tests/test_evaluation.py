@@ -1,5 +1,6 @@
-"""--testing measures an agent as papers do: no-op starts, capped episodes, epsilon 0.05, a JSON report, video."""
+"""--testing measures an agent as papers do: no-op starts, capped episodes, epsilon-greedy, a JSON report, video."""
 
+import importlib
 import json
 
 import pytest
@@ -20,13 +21,21 @@ def test_testing_reports_each_episode_and_the_summary(trained, tmp_path):
     lines = completed.stdout.splitlines()
     episodes = [line for line in lines if line.startswith("episode ")]
     assert [line.split(":")[0] for line in episodes] == [f"episode {i}/5" for i in range(1, 6)]
-    assert "epsilon 0.05" in completed.stdout  # the papers' evaluation epsilon is the default
+    assert "epsilon 0.05" in completed.stdout  # DQN's evaluation epsilon is the Q learners' default
 
     report = json.loads(next((tmp_path / "checkpoints" / "eval").glob("*.eval.json")).read_text())
     scores = [float(line.rsplit(" ", 1)[1]) for line in episodes]
     assert report["scores"] == scores
     assert set(report) >= {"mean", "median", "std", "eval_epsilon", "checkpoint"}
     assert f"median {report['median']:g}" in completed.stdout
+
+
+@pytest.mark.parametrize(
+    ("script", "epsilon"),
+    [("async_q_nstep", 0.05), ("async_q_1step", 0.05), ("async_sarsa_1step", 0.05), ("async_a3c", 0.0)],
+)
+def test_greedy_learners_test_at_epsilon_0_05_and_a3c_which_samples_at_0(script, epsilon):
+    assert importlib.import_module(script).parse_args(["--game", "Catch-v0"]).eval_epsilon == epsilon
 
 
 def test_record_video_writes_one_mp4_per_episode(trained, tmp_path):

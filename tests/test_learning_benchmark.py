@@ -1,5 +1,6 @@
 """benchmarks/learning.py: every checkpoint kept, each tested, one report."""
 
+import argparse
 import json
 import sys
 
@@ -43,6 +44,19 @@ def test_only_the_checkpoint_proper_is_copied_not_an_export_being_written(tmp_pa
     assert tf.train.load_variable(str(kept / "ckpt-1"), "v/.ATTRIBUTES/VARIABLE_VALUE") == 1.0
 
 
+def test_evaluate_only_tests_again_the_checkpoints_whose_episodes_or_epsilon_differ(tmp_path):
+    """A default's change (A3C's test epsilon, 0.05 to 0) reaches a finished run's checkpoints, and only theirs."""
+    tested = {"ckpt-1": (10, 0.05), "ckpt-2": (10, 0.0), "ckpt-3": (30, 0.0)}
+    for name, (episodes, epsilon) in tested.items():
+        (tmp_path / f"{name}.eval.json").write_text(json.dumps({"episodes": episodes, "eval_epsilon": epsilon}))
+    paths = [str(tmp_path / name) for name in ("ckpt-1", "ckpt-2", "ckpt-3", "ckpt-4")]
+    options = argparse.Namespace(eval_episodes=10, final_eval_episodes=30)
+    # ckpt-3, no longer the last, is owed 10 episodes, not 30
+    assert list(learning.still_to_test(paths, options, 0.0)) == [(paths[0], 10), (paths[2], 10), (paths[3], 30)]
+    assert list(learning.still_to_test(paths[:3], options, 0.0)) == [(paths[0], 10)]
+    assert list(learning.still_to_test(paths[:3], options, 0.05)) == [(paths[1], 10), (paths[2], 30)]
+
+
 @pytest.mark.slow  # trains for 45 s and tests every checkpoint
 def test_learning_benchmark_trains_tests_each_checkpoint_and_reports(tmp_path):
     output = tmp_path / "run"
@@ -65,6 +79,7 @@ def test_learning_benchmark_trains_tests_each_checkpoint_and_reports(tmp_path):
     assert len(list((output / "kept").glob("ckpt-*.index"))) == len(rows)
     assert [row["T"] for row in rows] == sorted({row["T"] for row in rows})
     assert [row["test_episodes"] for row in rows] == [2] * (len(rows) - 1) + [3]
+    assert {row["test_epsilon"] for row in rows} == {0.05}  # the script's own --eval_epsilon
     assert all(row["frames"] == row["T"] for row in rows)  # Catch: one frame a step
     assert 0 < rows[-1]["minutes"] <= 0.75 + 0.1  # stopped at the budget
     assert all(-1 <= row["test_mean"] <= 1 for row in rows)

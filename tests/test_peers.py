@@ -34,7 +34,8 @@ def test_peers_train_test_each_checkpoint_by_our_protocol_and_report_as_ours(alg
     assert all(-1 <= row["test_mean"] <= 1 for row in rows)
     assert rows[-1]["games"] > 100, "Monitor's whole games make the training curve"
     tested = json.loads((output / "kept" / f"{rows[-1]['checkpoint']}.eval.json").read_text())
-    assert tested["eval_epsilon"] == 0.05 and len(tested["scores"]) == 3  # --testing's protocol
+    assert tested["eval_epsilon"] == 0 and len(tested["scores"]) == 3  # --testing's protocol, as for A3C
+    assert {row["test_epsilon"] for row in rows} == {0}
     assert f"T {rows[-1]['T']:>10,}" in completed.stdout
 
     (run,) = report.load_runs(str(tmp_path / "results"))  # the tables read it as they read ours

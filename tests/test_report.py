@@ -16,14 +16,14 @@ def test_the_readmes_results_section_is_what_results_gives():
     assert report.main(["--check"]) == 0, "run: python benchmarks/report.py"
 
 
-def checkpoint(minutes, score, frames_per_minute=300_000):
+def checkpoint(minutes, score, epsilon, frames_per_minute=300_000):
     frames = int(minutes * frames_per_minute)
     return {"checkpoint": f"ckpt-{frames // 4}", "T": frames // 4, "frames": frames, "minutes": minutes,
-            "games": 10, "training_mean": score, "test_mean": score, "test_std": 1.0, "test_median": score,
-            "test_episodes": 10}
+            "games": 10, "training_mean": score, "test_epsilon": epsilon, "test_mean": score, "test_std": 1.0,
+            "test_median": score, "test_episodes": 10}
 
 
-def write_run(results, game, learner, seed, scores, recipe=""):
+def write_run(results, game, learner, seed, scores, recipe="", epsilon=0.05):
     """A run as benchmarks/learning.py writes it, with checkpoints every 10 minutes."""
     path = results / game / f"{learner}_seed{seed}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -31,7 +31,7 @@ def write_run(results, game, learner, seed, scores, recipe=""):
     path.write_text(json.dumps({
         "game": game, "script": f"async_{learner}.py", "learner": learner, "seed": seed, "recipe": flags,
         "command": f"python benchmarks/learning.py -- async_{learner}.py {flags}", "commit": "abc123",
-        "checkpoints": [checkpoint(10.0 * (i + 1) - 0.1, score) for i, score in enumerate(scores)],
+        "checkpoints": [checkpoint(10.0 * (i + 1) - 0.1, score, epsilon) for i, score in enumerate(scores)],
     }))
 
 
@@ -56,19 +56,43 @@ def test_seeds_of_one_recipe_are_one_row_with_their_mean_and_range(results):
     assert len(runs) == 5
     rows = rows_of(report.section(runs))
     # No checkpoint lies within the slack of 15 minutes (9.9 and 19.9): no figure, rather than an invented one.
-    assert rows[0] == ("| BreakoutNoFrameskip-v4 | A3C | defaults | 0, 1, 2 | - | 4.0 (3.0 to 5.0) "
+    assert rows[0] == ("| BreakoutNoFrameskip-v4 | A3C | defaults | 0.05 | 0, 1, 2 | - | 4.0 (3.0 to 5.0) "
                        "| 8.0 (6.0 to 10.0) | ~10 | 8.0 (6.0 to 10.0) (60) | 5,000 |")
-    assert rows[1].startswith("| BreakoutNoFrameskip-v4 | n-step Q | `--learning_rate 1e-3` | 0 | - | 1.0 | 1.0 |")
-    assert rows[2] == "| PongNoFrameskip-v4 | A3C | defaults | 0 | - | - | - | - | -20.0 (20) | 5,000 |"
+    assert rows[1].startswith("| BreakoutNoFrameskip-v4 | n-step Q | `--learning_rate 1e-3` | 0.05 | 0 | - | 1.0 | 1.0 |")
+    assert rows[2] == "| PongNoFrameskip-v4 | A3C | defaults | 0.05 | 0 | - | - | - | - | -20.0 (20) | 5,000 |"
+
+
+def test_seeds_tested_at_another_epsilon_are_another_row(results):
+    """A mean over seeds never mixes two tests: a run tested at 0.05 stays apart from one tested at 0."""
+    write_run(results, "PongNoFrameskip-v4", "a3c", 0, [10, 15, 19, 19, 19, 19], epsilon=0.0)
+    write_run(results, "PongNoFrameskip-v4", "a3c", 1, [5, 10, 14, 14, 14, 14], epsilon=0.05)
+    write_run(results, "PongNoFrameskip-v4", "a3c", 2, [8, 12, 15, 15, 15, 15], epsilon=0.0)
+    rows = rows_of(report.section(report.load_runs(str(results))))
+    assert [row.split(" | ")[3:5] for row in rows] == [["0", "0, 2"], ["0.05", "1"]]
+    assert rows[0].split(" | ")[7] == "17.0 (15.0 to 19.0)"
+
+
+def test_a_run_without_one_test_epsilon_is_named_in_one_line(results):
+    write_run(results, "PongNoFrameskip-v4", "a3c", 0, [10, 15])
+    path = results / "PongNoFrameskip-v4" / "a3c_seed0.json"
+    run = json.loads(path.read_text())
+    run["checkpoints"][0]["test_epsilon"] = 0.0  # half tested again
+    path.write_text(json.dumps(run))
+    with pytest.raises(report.ReportError, match=r"a3c_seed0.json: its checkpoints' test epsilons are \['0.0', '0.05'\]"):
+        report.load_runs(str(results))
+    del run["checkpoints"][0]["test_epsilon"]  # tested before the JSON named its epsilon
+    path.write_text(json.dumps(run))
+    with pytest.raises(report.ReportError, match="test them again with --evaluate_only"):
+        report.load_runs(str(results))
 
 
 def test_a_checkpoint_near_the_quarter_hour_counts_for_it(results):
     write_run(results, "PongNoFrameskip-v4", "a3c", 0, [])
     path = results / "PongNoFrameskip-v4" / "a3c_seed0.json"
     run = json.loads(path.read_text())
-    run["checkpoints"] = [checkpoint(14.0, -20.0), checkpoint(29.9, -15.0), checkpoint(57.5, 3.0)]
+    run["checkpoints"] = [checkpoint(14.0, -20.0, 0.0), checkpoint(29.9, -15.0, 0.0), checkpoint(57.5, 3.0, 0.0)]
     path.write_text(json.dumps(run))
-    assert rows_of(report.section(report.load_runs(str(results))))[0].split(" | ")[4:7] == ["-20.0", "-15.0", "3.0"]
+    assert rows_of(report.section(report.load_runs(str(results))))[0].split(" | ")[5:8] == ["-20.0", "-15.0", "3.0"]
 
 
 def test_the_section_names_each_runs_command_and_the_figure_draws_each_game(results, tmp_path):
