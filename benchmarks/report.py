@@ -61,12 +61,12 @@ def load_runs(results=RESULTS):
         if missing:
             raise ReportError(f"{os.path.relpath(path, ROOT)}: no {', '.join(sorted(missing))} (not from learning.py or peers.py)")
         run["path"] = os.path.relpath(path, ROOT)
-        run["test_epsilon"] = test_epsilon(run)
+        run["test_epsilon"] = epsilon_tested_at(run)
         runs.append(run)
     return sorted(runs, key=lambda run: (run["game"], learner_order(run["learner"]), recipe_of(run), run["seed"]))
 
 
-def test_epsilon(run):
+def epsilon_tested_at(run):
     """The one epsilon all the run's checkpoints were tested at: scores at two cannot share a row."""
     epsilons = {row.get("test_epsilon") for row in run["checkpoints"]}
     if None in epsilons or len(epsilons) != 1:
