@@ -5,6 +5,7 @@ on Catch-v0, whose emulator starts in well under a second.
 """
 
 import os
+import re
 import signal
 import textwrap
 import time
@@ -19,7 +20,7 @@ from async_runtime.actor_learner import ActorLearner
 from async_runtime.checkpoints import Checkpoints
 from async_runtime.errors import CheckpointMismatch
 from async_runtime.shared_state import SharedState
-from build_model import NETWORK_VERSION, build_network
+from build_model import NETWORK_VERSION, build_actor_critic_network, build_network
 from conftest import ROOT, checkpoint_T, event_tags, run_script, script_env, start_script, wait_for_line
 
 CATCH = ["--game", "Catch-v0", "--num_actor_threads", "2", "--T_max", "100000000", "--summary_interval", "1"]
@@ -113,6 +114,42 @@ def test_a_checkpoint_of_another_layout_is_refused_not_left_unloaded(tmp_path):
     other_layout = build_network(num_actions=3)  # its backgrounds by a layer of ours, not Keras ops
     with pytest.raises(CheckpointMismatch, match="another layout of the network"):
         checkpoints.restore(tf.train.Checkpoint(global_network=other_layout), path, other_layout)
+
+
+# Where a checkpoint of each network version keeps its weights, shapes for 6 actions: Keras names them by
+# their operation's place in the graph, so a new operation before a layer moves them.
+TORSO_LAYOUT = [(13, "_kernel", [8, 8, 4, 16]), (13, "bias", [16]), (14, "_kernel", [4, 4, 16, 32]),
+                (14, "bias", [32]), (16, "_kernel", [2592, 256]), (16, "bias", [256])]
+CHECKPOINT_LAYOUTS = {
+    3: {
+        "q": [*TORSO_LAYOUT, (17, "_kernel", [256, 6]), (17, "bias", [6])],
+        "actor_critic": [*TORSO_LAYOUT, (17, "_kernel", [256, 6]), (17, "bias", [6]),
+                         (18, "_kernel", [256, 1]), (18, "bias", [1])],
+    },
+}
+
+
+def checkpoint_layout(network, tmp_path):
+    path = tf.train.Checkpoint(global_network=network).save(str(tmp_path / "layout"))
+    pattern = re.compile(r"global_network/_operations/(\d+)/(\w+)/\.ATTRIBUTES/VARIABLE_VALUE")
+    return sorted(
+        (int(match[1]), match[2], shape)
+        for match, shape in ((pattern.fullmatch(name), shape) for name, shape in tf.train.list_variables(path))
+        if match
+    )
+
+
+def test_a_network_version_names_one_checkpoint_layout(tmp_path):
+    """Checkpoints of one NETWORK_VERSION must restore into each other's code: a graph change that moves
+    the weights (see the test above) must come with a new version, or every older checkpoint is refused."""
+    pinned = CHECKPOINT_LAYOUTS.get(NETWORK_VERSION)
+    assert pinned, f"pin network version {NETWORK_VERSION}'s checkpoint layout in CHECKPOINT_LAYOUTS"
+    bump = "the checkpoint layout moved: raise build_model.NETWORK_VERSION and pin the new layout here"
+    assert checkpoint_layout(build_network(6, portable=True), tmp_path / "q") == pinned["q"], bump
+    actor_critic = build_actor_critic_network(6, portable=True)
+    assert checkpoint_layout(actor_critic, tmp_path / "ac") == pinned["actor_critic"], bump
+    # The layout training uses in memory puts its weights elsewhere: a change of that kind is caught.
+    assert checkpoint_layout(build_network(6), tmp_path / "other") != pinned["q"]
 
 
 @pytest.mark.parametrize("signum, status", [(signal.SIGINT, 0), (signal.SIGTERM, 128 + signal.SIGTERM)])
