@@ -50,6 +50,7 @@ def test_train_resume_and_test(script, tmp_path, run_dirs):
     assert "mean score" in tested.stdout
     report = json.loads(next(checkpoints.glob("*.eval.json")).read_text())
     assert report["scores"] == [float(score) for score in scores]
+    assert report["eval_epsilon"] == (0.0 if script == "async_a3c.py" else 0.05), "a sampled policy gets no more"
     assert "eval/mean_score" in event_tags(summaries / "eval")
 
 
