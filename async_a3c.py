@@ -19,10 +19,11 @@ The paper leaves two settings open; taken from OpenAI's universe-starter-agent
 (a3c.py), whose loss is summed over a segment as ours is: the value loss
 weighs 0.25 (0.5 times its 1/2 (R - V)^2), and gradients are clipped to a
 global norm of 40. The entropy weight 0.01 is the paper's; the learning rate
-7e-4 (inside the paper's 1e-4 to 1e-2) and RMSProp's epsilon 1e-5 are OpenAI
-Baselines' A2C defaults; TensorFlow's RMSProp adds epsilon under the square
-root, as ours does. The Q learners' 0.1 would swamp the policy head's small
-mean squared gradients: with it A3C barely learned Breakout in an hour
+is 3e-4 (inside the paper's 1e-4 to 1e-2: OpenAI Baselines' A2C default of
+7e-4 collapsed one Breakout seed in three) and RMSProp's epsilon 1e-5 is
+Baselines' A2C default; TensorFlow's RMSProp adds epsilon under the square
+root, as ours does. The seed's epsilon of 0.1 would swamp the policy head's
+small mean squared gradients: with it A3C barely learned Breakout in an hour
 (docs/learning-history.md).
 
 A state is terminal at game over and, with --episodic_life (the default), at

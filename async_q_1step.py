@@ -9,6 +9,8 @@ Each actor-learner thread starts with theta' <- theta (its local network), then 
         theta <- RMSProp(theta, d theta); clear d theta; theta' <- theta
     T <- T + 1;  every I_target steps of T: theta-minus <- theta
 
+The paper's Algorithm 1 acts and differentiates at theta itself; here, as in
+its n-step algorithm, a thread works on theta', taken after each update.
 theta' does not change between updates, so the accumulated gradient is one
 gradient of the summed loss over the steps since the last update: one
 batched call is exact. The paper updates every 5 steps (I_AsyncUpdate); the

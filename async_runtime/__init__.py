@@ -5,6 +5,8 @@
 targets. What runs around them lives here:
 
     flags          the flags the scripts take, validated before anything starts
+    errors         the errors a user can cause: one line and exit status 2
+    machine        the cores this process may use, and the threads and processes a run gets
     models         what a learner's network is and its loss: Q-network or actor-critic
     schedules      epsilon, learning rate, target-sync boundary, epsilon-greedy
     weights        network weights as NumPy arrays and, on the same memory, tensors
@@ -17,6 +19,7 @@ targets. What runs around them lives here:
     cluster        or, with --ray_address, Ray actors on replicas of theta exchanged with this process
     driver         a training run from start to end: signals, failures, checkpoints, exit status
     reporting      TensorBoard summaries and the console line
+    health         whether the network still lives: silent units, outputs that ignore the state
     checkpoints    save, resume, refuse bad files; the .keras export
     evaluation     --testing
 

@@ -129,7 +129,7 @@ class ActorLearner:
     def target_q_values(self, states):
         """Q(s, a; theta-minus), one row per state; batches are padded to one compiled size."""
         count = len(states)
-        if count == 1:  # the n-step bootstrap: NumPy, as for acting
+        if count == 1:  # a single state (the n-step bootstrap, a one-step segment): NumPy, as for acting
             return self.shared.target.read(lambda target: q_values_numpy(target.arrays, states[0])[None])
         self.next_states[:count] = states
         q_values = self.shared.target.read(lambda target: self._q_values(*target.tensors, self.next_states_tensor)[0])

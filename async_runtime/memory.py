@@ -31,7 +31,6 @@ class SharedBlock:
     """
 
     def __init__(self, layout, processes):
-        self.processes = processes
         self._layout = [(name, tuple(shape), np.dtype(dtype).str) for name, shape, dtype in layout]
         size = sum(_padded(math.prod(shape) * np.dtype(dtype).itemsize) for _, shape, dtype in self._layout)
         if processes:

@@ -34,7 +34,7 @@ class StepCounter:
             return old, old + steps
 
     def reset(self, value):
-        """Set T, as a restored checkpoint says; before any actor-learner starts."""
+        """Set T, as a restored checkpoint or a cluster exchange says; while threads run, under their lock."""
         self._count[0] = value
 
 
