@@ -129,8 +129,6 @@ def table(groups):
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for (game, learner, recipe, epsilon), runs in groups.items():
-        ends = [run["checkpoints"][-1] for run in runs]
-        end_minutes = statistics.mean(row["minutes"] for row in ends)
         rates = [frames_per_second(run) for run in runs]
         cells = [
             game,
@@ -140,11 +138,23 @@ def table(groups):
             ", ".join(str(run["seed"]) for run in runs),
             *(spread([score_at(run, minutes) for run in runs]) for minutes in MINUTES),
             f"~{PAPER_ONE_HOUR[game]:,}" if game in PAPER_ONE_HOUR else "-",
-            f"{spread([row['test_mean'] for row in ends])} ({end_minutes:.0f})",
+            ends_cell(runs),
             f"{statistics.mean(rates):,.0f}" if None not in rates else "-",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def ends_cell(runs):
+    """The last checkpoints' test scores, one spread per length of run (a 2-hour seed beside 1-hour ones)."""
+    by_length = {}
+    for run in runs:
+        last = run["checkpoints"][-1]
+        by_length.setdefault(run.get("minutes_budget") or round(last["minutes"]), []).append(last)
+    return "; ".join(
+        f"{spread([row['test_mean'] for row in ends])} ({statistics.mean(row['minutes'] for row in ends):.0f})"
+        for _, ends in sorted(by_length.items())
+    )
 
 
 FIGURE_LINE = "![Test score against hours of training, one panel per game](results/figure.png)"

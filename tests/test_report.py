@@ -62,6 +62,14 @@ def test_seeds_of_one_recipe_are_one_row_with_their_mean_and_range(results):
     assert rows[2] == "| PongNoFrameskip-v4 | A3C | defaults | 0.05 | 0 | - | - | - | - | -20.0 (20) | 5,000 |"
 
 
+def test_runs_of_two_lengths_share_the_minutes_columns_and_each_length_has_its_end(results):
+    write_run(results, "PongNoFrameskip-v4", "q_nstep", 0, [-20, -15, -10, 0, 5, 10, 12, 14, 15, 16, 17, 18])
+    write_run(results, "PongNoFrameskip-v4", "q_nstep", 1, [-20, -18, -12, -5, 0, 6])
+    (row,) = rows_of(report.section(report.load_runs(str(results))))
+    assert "| 0, 1 | - | -11.0 (-12.0 to -10.0) | 8.0 (6.0 to 10.0) |" in row
+    assert "| 6.0 (60); 18.0 (120) |" in row
+
+
 def test_seeds_tested_at_another_epsilon_are_another_row(results):
     """A mean over seeds never mixes two tests: a run tested at 0.05 stays apart from one tested at 0."""
     write_run(results, "PongNoFrameskip-v4", "a3c", 0, [10, 15, 19, 19, 19, 19], epsilon=0.0)
