@@ -6,6 +6,10 @@ PYTHON := $(VENV)/bin/python
 PIP_INSTALL := $(PYTHON) -m pip install --quiet -c constraints.txt
 GAME ?= SpaceInvadersNoFrameskip-v4
 ARGS ?=
+# Tests run this many at a time (pytest-xdist), one per core of a 2-core machine; `make test TEST_WORKERS=0` runs them one by one.
+TEST_WORKERS ?= 2
+# Tests of one xdist_group run on one worker, one after another: the Ray clusters and what watches /dev/shm.
+PYTEST := $(PYTHON) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 .PHONY: train test test-all lock clean
 
@@ -15,7 +19,7 @@ $(VENV)/installed: requirements.txt constraints.txt
 	$(PIP_INSTALL) -r requirements.txt
 	touch $@
 
-# The tests also need pytest and Ray (for --ray_address's tests), and uv for `make lock`; training does not.
+# The tests also need pytest, pytest-xdist and Ray (for --ray_address's tests), and uv for `make lock`; training does not.
 $(VENV)/installed-dev: $(VENV)/installed requirements-dev.txt requirements-ray.txt constraints.txt
 	$(PIP_INSTALL) -r requirements-dev.txt
 	touch $@
@@ -30,11 +34,11 @@ train: $(VENV)/installed
 
 # The fast tier: every test not marked slow (pytest.ini says what slow means).
 test: $(VENV)/installed-dev
-	$(PYTHON) -m pytest -m "not slow"
+	$(PYTEST) -m "not slow"
 
 # The whole suite, learning, cluster and peers' tests included.
 test-all: $(VENV)/installed-dev $(VENV)/installed-peers
-	$(PYTHON) -m pytest
+	$(PYTEST)
 
 # Newest releases within the requirements files' ranges, pinned for every platform and Python 3.11+.
 # Then `make test-all`: it reinstalls from the new pins before it tests.

@@ -18,6 +18,11 @@ from async_runtime.processes import configure_threads  # noqa: E402
 # process gets for its 2 actor-learner threads: TensorFlow fixes them at its first operation, so here.
 configure_threads(seed=0, actor_threads=2)
 
+# Tests that start a Ray cluster (Ray's defaults assume one a machine: /tmp/ray, its usual ports) or compare
+# all of /dev/shm before and after: the Makefile's workers (pytest-xdist, --dist loadgroup) run them on one
+# worker, one at a time.
+machine_wide = pytest.mark.xdist_group("machine_wide")
+
 
 def script_env(**extra):
     return {**os.environ, "PYTHONUNBUFFERED": "1", **extra}

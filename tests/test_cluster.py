@@ -26,9 +26,11 @@ import async_q_nstep
 from async_runtime.cluster import RayActorLearners, Replica, connect
 from async_runtime.memory import drain
 from async_runtime.shared_state import SharedState
-from conftest import checkpoint_T, run_script, start_script, wait_for_line
+from conftest import checkpoint_T, machine_wide, run_script, start_script, wait_for_line
 from test_learning import FLAGS_OF, PASS_MARK, last_50_mean
 from test_processes import scalars
+
+pytestmark = machine_wide  # the module's one cluster, on one worker
 
 CATCH_STEPS = 9  # every Catch game: the ball falls through ROWS - 1 rows
 

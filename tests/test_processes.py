@@ -24,7 +24,7 @@ from async_runtime.memory import ALIGNMENT, SharedBlock
 from async_runtime.processes import thread_groups
 from async_runtime.schedules import draw_final_epsilon
 from async_runtime.shared_state import SharedState
-from conftest import ROOT, checkpoint_T, event_tags, run_script, script_env, wait_for_line
+from conftest import ROOT, checkpoint_T, event_tags, machine_wide, run_script, script_env, wait_for_line
 
 CATCH = ["--game", "Catch-v0", "--num_actor_threads", "2", "--num_processes", "2", "--summary_interval", "1"]
 ENDLESS = [*CATCH, "--T_max", "100000000"]
@@ -204,6 +204,7 @@ def test_ctrl_c_and_sigterm_stop_every_process_and_save(signum, whole_group, sta
 
 
 @pytest.mark.slow  # two processes, each importing TensorFlow; `make test` keeps SIGTERM's case
+@machine_wide  # what another test holds in /dev/shm meanwhile would count against this run
 def test_kill_9_of_the_main_process_leaves_no_worker_and_nothing_in_dev_shm(run_dirs):
     before = set(os.listdir("/dev/shm"))
     process = start_in_own_group(*ENDLESS, "--experiment", "killed", *run_dirs)
