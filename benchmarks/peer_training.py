@@ -35,6 +35,7 @@ VEC_ENVS = {"subproc": SubprocVecEnv, "dummy": DummyVecEnv}
 # --testing's protocol, from its own defaults: those of A3C, which samples its policy as the peers do
 TESTING = flags.common_parser("", default_experiment="peers", value_based=False)
 EVAL_EPSILON = TESTING.get_default("eval_epsilon")
+RECENT_GAMES = 50  # the training score of a progress line: as our scripts' lines give it
 
 
 def linear(initial):
@@ -66,11 +67,12 @@ def zoo(algo):
 class WallClock(BaseCallback):
     """Stops training at the budget, saves the model every checkpoint interval, records each finished game."""
 
-    def __init__(self, seconds, checkpoint_seconds, kept):
+    def __init__(self, seconds, checkpoint_seconds, kept, frames_per_step):
         super().__init__()
         self.seconds = seconds
         self.checkpoint_seconds = checkpoint_seconds
         self.kept = kept
+        self.frames_per_step = frames_per_step
         self.games = {"T": [], "seconds": [], "score": []}
 
     def _on_training_start(self):
@@ -90,7 +92,13 @@ class WallClock(BaseCallback):
         return elapsed < self.seconds
 
     def save(self):
+        """The model as a checkpoint, and a line that says where training stands (the log's only progress)."""
         self.model.save(os.path.join(self.kept, f"ckpt-{self.num_timesteps}.zip"))
+        elapsed = time.monotonic() - self.started
+        recent = self.games["score"][-RECENT_GAMES:]
+        score = f"{np.mean(recent):.2f} over the last {len(recent)} games" if recent else "no game yet"
+        print(f"checkpoint at {elapsed / 60:.1f} min: T {self.num_timesteps:,}, "
+              f"{self.num_timesteps * self.frames_per_step / elapsed:,.0f} frames/s, training score {score}", flush=True)
 
 
 def training_terminals_and_rewards(env):
@@ -100,7 +108,7 @@ def training_terminals_and_rewards(env):
     return ClipRewardEnv(EpisodicLifeEnv(env) if lives else env)
 
 
-def train(options, kept):
+def train(options, kept, frames_per_step):
     n_envs, hyperparameters = zoo(options.algo)
     # Subprocesses import atari_wrapper by name: they need the project on their path.
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))
@@ -113,7 +121,7 @@ def train(options, kept):
         wrapper_class=training_terminals_and_rewards,
     )
     model = ALGORITHMS[options.algo]("CnnPolicy", envs, seed=options.seed, device="cpu", **hyperparameters)
-    clock = WallClock(options.minutes * 60, options.checkpoint_minutes * 60, kept)
+    clock = WallClock(options.minutes * 60, options.checkpoint_minutes * 60, kept, frames_per_step)
     print(f"training {options.algo.upper()} (Stable-Baselines3 {stable_baselines3.__version__}) on {options.game}: "
           f"{n_envs} environments ({options.vec_env}), {options.minutes:g} minutes", flush=True)
     model.learn(total_timesteps=ZOO_TIMESTEPS, callback=clock)

@@ -81,7 +81,7 @@ def main(argv=None):
 
     kept = claim_output(parser, options, published, ["benchmarks/peers.py", *argv])
     if not options.evaluate_only:
-        peer_training.train(options, kept)
+        peer_training.train(options, kept, frames_per_step_of(options.game))
     checkpoints = sorted((path.removesuffix(".zip") for path in glob.glob(os.path.join(kept, "ckpt-*.zip"))),
                          key=checkpoint_number)
     if not checkpoints:

@@ -37,6 +37,7 @@ def test_peers_train_test_each_checkpoint_by_our_protocol_and_report_as_ours(alg
     assert tested["eval_epsilon"] == 0 and len(tested["scores"]) == 3  # --testing's protocol, as for A3C
     assert {row["test_epsilon"] for row in rows} == {0}
     assert f"T {rows[-1]['T']:>10,}" in completed.stdout
+    assert completed.stdout.count("checkpoint at ") == len(rows), "each checkpoint says where training stands"
 
     (run,) = report.load_runs(str(tmp_path / "results"))  # the tables read it as they read ours
     assert report.LEARNERS[run["learner"]] == f"SB3 {algo.upper()}" and report.recipe_of(run) == f"--vec_env {vec_env}"
