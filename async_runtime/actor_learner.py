@@ -14,6 +14,20 @@ from async_runtime.weights import Weights, aligned_zeros, tensor_view
 from build_model import FRAME_SIZE, policy_and_value_numpy, q_values_numpy
 
 
+def thread_rng(seed, index):
+    """Thread ``index``'s own random stream; its first draw is the thread's final epsilon."""
+    return np.random.default_rng([seed, index])
+
+
+def final_epsilons(args):
+    """Each thread's final epsilon, drawn as its ActorLearner draws it, for the start-up line."""
+    return [
+        draw_final_epsilon(thread_rng(args.seed, index), args.final_epsilon_choices,
+                           args.final_epsilon_choice_probabilities)
+        for index in range(args.num_actor_threads)
+    ]
+
+
 @dataclasses.dataclass
 class EpisodeRecord:
     """One finished game, as the logs report it."""
@@ -32,7 +46,7 @@ class ActorLearner:
         args = shared.args
         self.index = index
         self.shared = shared
-        self.rng = np.random.default_rng([args.seed, index])
+        self.rng = thread_rng(args.seed, index)
         if shared.model.explores_epsilon_greedily:
             self.final_epsilon = draw_final_epsilon(
                 self.rng, args.final_epsilon_choices, args.final_epsilon_choice_probabilities

@@ -6,7 +6,7 @@ import signal
 import sys
 import time
 
-from async_runtime.actor_learner import ActorLearner, num_actions_of
+from async_runtime.actor_learner import ActorLearner, final_epsilons, num_actions_of
 from async_runtime.checkpoints import Checkpoints
 from async_runtime.errors import UsageError
 from async_runtime.evaluation import evaluate
@@ -73,6 +73,9 @@ def train(args, actor_learner_thread, max_segment_steps, model):
         f"training {args.experiment}: {args.game}, {args.num_actor_threads} actor-learner threads{processes}, "
         f"T_max {args.T_max:,}; TensorBoard: tensorboard --logdir {summary_dir}"
     )
+    if model.explores_epsilon_greedily:  # why threads' training scores differ: some explore at 0.5 all run
+        drawn = ", ".join(f"{epsilon:g}" for epsilon in final_epsilons(args))
+        print(f"final epsilon of each thread, drawn by --seed from --final_epsilon_choices: {drawn}")
     return Driver(args, shared, learners, workers, checkpoints, log).run(actor_learner_thread)
 
 

@@ -12,7 +12,7 @@ import tensorflow as tf
 import async_q_1step
 import async_q_nstep
 import async_sarsa_1step
-from async_runtime.actor_learner import ActorLearner
+from async_runtime.actor_learner import ActorLearner, final_epsilons
 from async_runtime.rmsprop import SharedRMSProp
 from async_runtime.schedules import crossed, draw_final_epsilon, epsilon_at, learning_rate_at
 from async_runtime.shared_state import SharedState
@@ -112,6 +112,14 @@ def make_learner(script, *flags):
     args = script.parse_args(["--game", "Catch-v0", "--num_actor_threads", "1", "--gamma", str(GAMMA), *flags])
     shared = SharedState(args, num_actions=3)
     return shared, ActorLearner(0, shared, script.max_segment_steps(args))
+
+
+def test_the_start_up_line_gives_the_final_epsilon_each_thread_explores_with():
+    args = async_q_nstep.parse_args(["--game", "Catch-v0", "--num_actor_threads", "4", "--seed", "1"])
+    shared = SharedState(args, num_actions=3)
+    drawn = [ActorLearner(index, shared, max_segment_steps=5).final_epsilon for index in range(4)]
+    assert final_epsilons(args) == drawn
+    assert len(set(drawn)) > 1, "a seed whose threads differ, or the order goes unchecked"
 
 
 def snapshot(arrays):

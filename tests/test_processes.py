@@ -116,6 +116,8 @@ def test_a_run_over_two_processes_resumes_with_one_and_back(tmp_path, run_dirs):
 
     first = run_script("async_q_nstep.py", *flags, "--T_max", "3000", timeout=180)
     assert "2 actor-learner threads in 2 processes" in first.stdout
+    drawn = f"{final_epsilon(seed, 0):g}, {final_epsilon(seed, 1):g}"
+    assert f"final epsilon of each thread, drawn by --seed from --final_epsilon_choices: {drawn}" in first.stdout
     first_T = checkpoint_T(tf.train.latest_checkpoint(str(checkpoints)))
     assert first_T >= 3000
     epsilons = scalars(tmp_path / "summaries" / "mixed", "episode/epsilon")

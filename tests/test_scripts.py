@@ -37,6 +37,7 @@ def test_train_resume_and_test(script, tmp_path, run_dirs):
     assert first_T >= 3000
     assert re.search(r"T [\d,]+/3,000 \| [\d,]+ frames/s", first.stdout)
     assert "absl::InitializeLog" not in first.stderr and "oneDNN" not in first.stderr, "TensorFlow's notices"
+    assert ("final epsilon of each thread" in first.stdout) == (script != "async_a3c.py")
 
     second = run_script(script, *SHORT_RUN, "--T_max", "5000", *run_dirs)
     assert f"at T = {first_T:,}" in second.stdout
