@@ -132,8 +132,7 @@ class Driver:
         deaths = self.workers.deaths()  # first: a process sends its failure before it ends
         for notice in self.workers.notices():
             self.log.warning(self.shared.T.value, notice)
-        for record in drain(self.shared.episodes):
-            self.log.episode(record)
+        self.log.episodes(drain(self.shared.episodes))
         for who, message in drain(self.shared.failures):
             self._fail(f"{who} failed:\n{message.rstrip()}")
         for death in deaths:

@@ -7,6 +7,7 @@ import time
 import numpy as np
 import tensorflow as tf
 import tqdm
+from tensorboard.plugins.scalar import metadata as scalar_metadata
 
 RECENT_EPISODES = 50  # episodes in the console's and summaries' recent mean score
 
@@ -25,15 +26,26 @@ class TrainingLog:
             tf.summary.text("hyperparameters", hyperparameter_table(args), step=T)
         self.progress = Progress(T, args.T_max, live=sys.stdout.isatty())
         self.recent_scores = []
+        self._episode_tags = ["episode/score", "episode/length", model.value_tag]
+        if model.explores_epsilon_greedily:
+            self._episode_tags.append("episode/epsilon")
+        self._write_episodes = episode_writer(self.writer, self._episode_tags)
+        self._write_episodes.get_concrete_function()  # traced now, not while the first game's thread waits
 
-    def episode(self, record):
-        with self.writer.as_default():
-            tf.summary.scalar("episode/score", record.score, step=record.T)
-            tf.summary.scalar("episode/length", record.length, step=record.T)
-            tf.summary.scalar(self.model.value_tag, record.mean_value, step=record.T)
-            if record.epsilon is not None:
-                tf.summary.scalar("episode/epsilon", record.epsilon, step=record.T)
-        self.recent_scores = [*self.recent_scores[-(RECENT_EPISODES - 1):], record.score]
+    def episodes(self, records):
+        """Finished games' scalars, each at the T its game ended, written in one compiled call.
+
+        An eager tf.summary.scalar holds the GIL the actor-learners need for
+        over a millisecond: Catch's 9-step games end some 40 a second, and
+        four scalars each took a sixth of a test run's CPU time.
+        """
+        if not records:
+            return
+        columns = [[record.score, record.length, record.mean_value] for record in records]
+        if "episode/epsilon" in self._episode_tags:
+            columns = [[*row, record.epsilon] for row, record in zip(columns, records)]
+        self._write_episodes(np.array([record.T for record in records], np.int64), np.array(columns, np.float32))
+        self.recent_scores = [*self.recent_scores, *(record.score for record in records)][-RECENT_EPISODES:]
 
     def rates(self, T, frames_per_second, learning_rate, loss):
         """The summary interval's rates; ``loss`` (per state) is None when no state was learned from."""
@@ -69,6 +81,25 @@ class TrainingLog:
         self.writer.flush()
         self.writer.close()
         self.progress.close()
+
+
+def episode_writer(writer, tags):
+    """A compiled function that writes ``values[i, j]`` as scalar ``tags[j]`` at step ``steps[i]``, for every row i.
+
+    tf.summary.write with the scalar plugin's metadata, which is what
+    tf.summary.scalar writes, but without its tag taking the loop's name
+    scope ("while/episode/score").
+    """
+    metadata = scalar_metadata.create_summary_metadata(display_name=None, description=None)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int64), tf.TensorSpec([None, len(tags)], tf.float32)])
+    def write(steps, values):
+        with writer.as_default():
+            for row in tf.range(tf.shape(steps)[0]):
+                for column, tag in enumerate(tags):
+                    tf.summary.write(tag, values[row, column], step=steps[row], metadata=metadata)
+
+    return write
 
 
 def hyperparameter_table(args):
