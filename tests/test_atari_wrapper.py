@@ -161,9 +161,10 @@ def test_newest_frame_is_last_channel_and_equals_pooled_screen(closing):
 
 
 @pytest.mark.parametrize("factory", [make_env, VectorAtariEnv], ids=["AtariWrapper", "VectorAtariEnv"])
-def test_each_step_shifts_the_stack_left_by_one(closing, factory):
+@pytest.mark.parametrize("history", [4, 2])
+def test_each_step_shifts_the_stack_left_by_one(closing, factory, history):
     """Channels 0..m-2 of a state are channels 1..m-1 of the state before it."""
-    env = closing(factory(BREAKOUT))
+    env = closing(factory(BREAKOUT, agent_history_length=history))
     previous, _ = env.reset(seed=0)
     for action in actions(env.action_space.n, 12, fire_every=6):
         state, *_ = env.step(action)
