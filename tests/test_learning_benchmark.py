@@ -57,11 +57,11 @@ def test_evaluate_only_tests_again_the_checkpoints_whose_episodes_or_epsilon_dif
     assert list(learning.still_to_test(paths[:3], options, 0.05)) == [(paths[1], 10), (paths[2], 30)]
 
 
-@pytest.mark.slow  # trains for 45 s and tests every checkpoint
+@pytest.mark.slow  # trains for 30 s and tests every checkpoint
 def test_learning_benchmark_trains_tests_each_checkpoint_and_reports(tmp_path):
     output = tmp_path / "run"
     completed = run_script(
-        "benchmarks/learning.py", "--output", output, "--minutes", "0.75", "--checkpoint_minutes", "0.1",
+        "benchmarks/learning.py", "--output", output, "--minutes", "0.5", "--checkpoint_minutes", "0.1",
         "--eval_episodes", "2", "--final_eval_episodes", "3", "--results", tmp_path / "results",
         "--", "async_q_nstep.py", "--game", "Catch-v0", "--num_actor_threads", "1", "--summary_interval", "1",
         "--seed", "3", timeout=400,
@@ -70,7 +70,7 @@ def test_learning_benchmark_trains_tests_each_checkpoint_and_reports(tmp_path):
     published = tmp_path / "results" / "Catch-v0" / "q_nstep_seed3.json"
     assert json.loads(published.read_text()) == report
     assert (tmp_path / "results" / "Catch-v0" / "q_nstep_seed3.png").exists()
-    assert report["learner"] == "q_nstep" and report["seed"] == 3 and report["minutes_budget"] == 0.75
+    assert report["learner"] == "q_nstep" and report["seed"] == 3 and report["minutes_budget"] == 0.5
     assert report["command"].startswith("python benchmarks/learning.py --output")  # what made it, and on what
     assert report["commit"] and report["cores"] >= 1
     assert {"tensorflow", "ale-py", "gymnasium", "numpy"} <= report["versions"].keys()
@@ -81,7 +81,7 @@ def test_learning_benchmark_trains_tests_each_checkpoint_and_reports(tmp_path):
     assert [row["test_episodes"] for row in rows] == [2] * (len(rows) - 1) + [3]
     assert {row["test_epsilon"] for row in rows} == {0.05}  # the script's own --eval_epsilon
     assert all(row["frames"] == row["T"] for row in rows)  # Catch: one frame a step
-    assert 0 < rows[-1]["minutes"] <= 0.75 + 0.1  # stopped at the budget
+    assert 0 < rows[-1]["minutes"] <= 0.5 + 0.1  # stopped at the budget
     assert all(-1 <= row["test_mean"] <= 1 for row in rows)
     assert (output / "learning.png").stat().st_size > 10_000
     assert f"T {rows[-1]['T']:>10,}" in completed.stdout
