@@ -37,7 +37,7 @@ class TrainingLog:
 
         An eager tf.summary.scalar holds the GIL the actor-learners need for
         over a millisecond: Catch's 9-step games end some 40 a second, and
-        four scalars each took a sixth of a test run's CPU time.
+        four such calls a game took a sixth of a test run's CPU time.
         """
         if not records:
             return
