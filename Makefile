@@ -11,7 +11,7 @@ TEST_WORKERS ?= 2
 # Tests of one xdist_group run on one worker, one after another: the Ray clusters and what watches /dev/shm.
 PYTEST := $(PYTHON) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
-.PHONY: train test test-all lock clean
+.PHONY: train test test-learning test-all lock clean
 
 $(VENV)/installed: requirements.txt constraints.txt
 	python3 -m venv $(VENV)
@@ -35,6 +35,10 @@ train: $(VENV)/installed
 # The fast tier: every test not marked slow (pytest.ini says what slow means).
 test: $(VENV)/installed-dev
 	$(PYTEST) -m "not slow"
+
+# Every learner, 2 processes included, trains on Catch to the pass mark: CI runs it after `test`.
+test-learning: $(VENV)/installed-dev
+	$(PYTEST) -m learns
 
 # The whole suite, learning, cluster and peers' tests included.
 test-all: $(VENV)/installed-dev $(VENV)/installed-peers

@@ -64,6 +64,7 @@ def last_50_mean(summary_dir):
     return float(np.mean(scores[-50:]))
 
 
+@pytest.mark.learns
 @pytest.mark.parametrize(
     "script, processes",
     [*((script, 1) for script in FLAGS_OF), ("async_q_nstep.py", 2)],
