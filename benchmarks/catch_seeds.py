@@ -10,10 +10,14 @@ overrides the test's flags of the same name. Each run is the test's own:
 the script in a fresh process with tests/test_learning.py's flags, scored
 by the mean of its last 50 episodes against the same pass mark. Prints one
 line per seed and a summary; ``--output`` keeps them as JSON with the
-command, commit and versions. Runs one at a time: run nothing else beside.
+command, commit and versions; ``--keep DIR`` keeps each run's summaries and
+checkpoint in DIR/seedN, to see how a failed seed failed (its curve with
+plot_curves.py, its policy through --testing). Runs one at a time: run
+nothing else beside.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -46,9 +50,14 @@ def seed_range(text):
     return seeds
 
 
-def run_seed(script, flags, seed, processes):
-    """One run of the test's recipe: (last-50 mean, episodes, seconds)."""
-    with tempfile.TemporaryDirectory(prefix="catch_seeds_") as folder:
+def seed_folder(keep, seed):
+    return os.path.join(keep, f"seed{seed}")
+
+
+def run_seed(script, flags, seed, processes, keep=None):
+    """One run of the test's recipe: (last-50 mean, episodes, seconds), its files kept under ``keep`` if given."""
+    kept = contextlib.nullcontext(seed_folder(keep, seed)) if keep else None
+    with kept or tempfile.TemporaryDirectory(prefix="catch_seeds_") as folder:
         command = [
             sys.executable, os.path.join(ROOT, script), *FLAGS_OF[script], "--num_processes", str(processes),
             "--seed", str(seed), "--experiment", "catch", "--summary_dir", os.path.join(folder, "summaries"),
@@ -69,13 +78,20 @@ def main(argv=None):
     parser.add_argument("--seeds", type=seed_range, default=seed_range("0-19"), help="N or FIRST-LAST (0-19)")
     parser.add_argument("--processes", type=int, default=1, help="--num_processes of each run (the test's: 1, or 2)")
     parser.add_argument("--output", help="also write the runs and their summary to this JSON file")
+    parser.add_argument("--keep", metavar="DIR", help="keep each run's summaries and checkpoint in DIR/seedN")
     parser.epilog = "Flags after -- override the test's own (for example -- --T_max 25000)."
     argv = sys.argv[1:] if argv is None else argv
     ours, flags = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
     options = parser.parse_args(ours)
+    if options.keep:
+        # A run would resume from a kept checkpoint and add to its episodes.
+        taken = [seed_folder(options.keep, seed) for seed in options.seeds
+                 if os.path.exists(seed_folder(options.keep, seed))]
+        if taken:
+            parser.error(f"--keep: {taken[0]} exists; give a new DIR or remove it")
     runs = []
     for seed in options.seeds:
-        mean, episodes, seconds = run_seed(options.script, flags, seed, options.processes)
+        mean, episodes, seconds = run_seed(options.script, flags, seed, options.processes, options.keep)
         runs.append({"seed": seed, "last_50_mean": mean, "episodes": episodes, "seconds": seconds,
                      "passed": mean >= PASS_MARK})
         print(f"seed {seed:>3}: last-{LAST_EPISODES} mean {mean:+.2f} over {episodes:,} episodes, "
